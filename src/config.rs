@@ -1,0 +1,184 @@
+//! Configuration: raw command-line/environment arguments ([`ServeArgs`]) and the validated
+//! [`Config`] the server runs with. Every flag has an environment twin (`LASTBYTE_*`).
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lastbyte",
+    version,
+    about = "Image-transformation server over io_uring; responses are never silently cut short"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server until SIGTERM/SIGINT.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Unix socket path to listen on. With neither --unix nor --tcp:
+    /// $XDG_RUNTIME_DIR/lastbyte.sock, or /tmp/lastbyte.sock when XDG_RUNTIME_DIR is unset.
+    #[arg(long, env = "LASTBYTE_UNIX")]
+    pub unix: Option<PathBuf>,
+    /// TCP address to listen on (e.g. 127.0.0.1:8080).
+    #[arg(long, env = "LASTBYTE_TCP")]
+    pub tcp: Option<SocketAddr>,
+    /// Threads running image jobs (0 = one per core).
+    #[arg(long, env = "LASTBYTE_CPU_THREADS", default_value_t = 0)]
+    pub cpu_threads: usize,
+    /// Image jobs that may wait for a CPU thread; beyond it requests get 503 (9522).
+    #[arg(long, env = "LASTBYTE_QUEUE_DEPTH", default_value_t = 64)]
+    pub queue_depth: usize,
+    /// Largest request body (bytes) on /transform, /info and /echo (9402 / 413 beyond).
+    #[arg(long, env = "LASTBYTE_MAX_BODY", default_value_t = 100 * 1024 * 1024)]
+    pub max_body: u64,
+    /// Largest request head (request line + headers, bytes); 431 beyond.
+    #[arg(long, env = "LASTBYTE_MAX_HEAD", default_value_t = 64 * 1024)]
+    pub max_head: usize,
+    /// Largest image area in megapixels, checked from the header before decoding (9413).
+    #[arg(long, env = "LASTBYTE_MAX_MEGAPIXELS", default_value_t = 100.0)]
+    pub max_megapixels: f64,
+    /// Largest image side in pixels, input and output (9413).
+    #[arg(long, env = "LASTBYTE_MAX_DIMENSION", default_value_t = 12_000)]
+    pub max_dimension: u32,
+    /// Largest AVIF output side in pixels (9413 beyond).
+    #[arg(long, env = "LASTBYTE_AVIF_MAX_DIMENSION", default_value_t = 4096)]
+    pub avif_max_dimension: u32,
+    /// AVIF encoder speed, 1 (slowest, smallest) to 10 (fastest).
+    #[arg(long, env = "LASTBYTE_AVIF_SPEED", default_value_t = 6)]
+    pub avif_speed: u8,
+    /// Largest n for /bytes/<n>; the shared pattern buffer has this size (413 beyond).
+    #[arg(long, env = "LASTBYTE_BYTES_CAP", default_value_t = 64 * 1024 * 1024)]
+    pub bytes_cap: usize,
+    /// Unread request body (bytes) discarded to keep a connection alive after a response that
+    /// did not need it; a larger one closes the connection (with a lingering close).
+    #[arg(long, env = "LASTBYTE_DISCARD_MAX", default_value_t = 1024 * 1024)]
+    pub discard_max: u64,
+    /// After a half-close, read and discard until EOF for at most this long (seconds).
+    #[arg(long, env = "LASTBYTE_LINGER_TIMEOUT", default_value = "5", value_parser = parse_secs)]
+    pub linger_timeout: Duration,
+    /// After a half-close, read and discard at most this many bytes before closing.
+    #[arg(long, env = "LASTBYTE_LINGER_MAX", default_value_t = 64 * 1024 * 1024)]
+    pub linger_max: u64,
+    /// On SIGTERM/SIGINT, wait at most this long (seconds) for responses in flight.
+    #[arg(long, env = "LASTBYTE_SHUTDOWN_TIMEOUT", default_value = "30", value_parser = parse_secs)]
+    pub shutdown_timeout: Duration,
+    /// Log filter (tracing EnvFilter syntax), e.g. info, debug, lastbyte=trace.
+    #[arg(long, env = "LASTBYTE_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// Parses seconds, fractional allowed (`0.5`).
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a number of seconds: {s:?}"))?;
+    if !v.is_finite() || !(0.0..=1e9).contains(&v) {
+        return Err(format!("seconds out of range: {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Image limits, shared by the pipeline.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_pixels: u64,
+    pub max_dimension: u32,
+    pub avif_max_dimension: u32,
+    pub webp_max_dimension: u32,
+    pub avif_speed: u8,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub unix: Option<PathBuf>,
+    pub tcp: Option<SocketAddr>,
+    pub cpu_threads: usize,
+    pub queue_depth: usize,
+    pub max_body: u64,
+    pub max_head: usize,
+    pub bytes_cap: usize,
+    pub discard_max: u64,
+    pub linger_timeout: Duration,
+    pub linger_max: u64,
+    pub shutdown_timeout: Duration,
+    pub limits: Limits,
+}
+
+/// WebP's format limit on a side (pixels).
+pub const WEBP_MAX_DIMENSION: u32 = 16_383;
+
+/// The default Unix socket path (see DESIGN.md).
+pub fn default_socket_path() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("lastbyte.sock"),
+        _ => PathBuf::from("/tmp/lastbyte.sock"),
+    }
+}
+
+impl ServeArgs {
+    pub fn validate(self) -> Result<Config, String> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if !(1..=10).contains(&self.avif_speed) {
+            return Err("--avif-speed must be 1..=10".into());
+        }
+        if self.max_megapixels.is_nan() || self.max_megapixels <= 0.0 {
+            return Err("--max-megapixels must be positive".into());
+        }
+        if self.queue_depth == 0 {
+            return Err("--queue-depth must be at least 1".into());
+        }
+        if self.max_head < 1024 {
+            return Err("--max-head must be at least 1024".into());
+        }
+        let unix = match (&self.unix, &self.tcp) {
+            (None, None) => Some(default_socket_path()),
+            (u, _) => u.clone(),
+        };
+        Ok(Config {
+            unix,
+            tcp: self.tcp,
+            cpu_threads: if self.cpu_threads == 0 {
+                cores
+            } else {
+                self.cpu_threads
+            },
+            queue_depth: self.queue_depth,
+            max_body: self.max_body,
+            max_head: self.max_head,
+            bytes_cap: self.bytes_cap,
+            discard_max: self.discard_max,
+            linger_timeout: self.linger_timeout,
+            linger_max: self.linger_max,
+            shutdown_timeout: self.shutdown_timeout,
+            limits: Limits {
+                max_pixels: (self.max_megapixels * 1e6) as u64,
+                max_dimension: self.max_dimension,
+                avif_max_dimension: self.avif_max_dimension,
+                webp_max_dimension: WEBP_MAX_DIMENSION,
+                avif_speed: self.avif_speed,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn seconds() {
+        assert_eq!(super::parse_secs("0.5").unwrap().as_millis(), 500);
+        assert!(super::parse_secs("-1").is_err());
+        assert!(super::parse_secs("x").is_err());
+    }
+}

@@ -1,0 +1,592 @@
+//! One connection as an explicit state machine; the only module that joins http, image and io.
+//!
+//! The ring loop feeds it completions (`on_recv`, `on_send`, `on_shutdown`, `on_linger`,
+//! `on_job_done`) and gets back a [`Next`]: the one operation to submit next. At most one
+//! operation is in flight per connection, so its buffers are never shared with the kernel twice.
+
+use crate::config::Config;
+use crate::handlers;
+use crate::http::body::BodyReader;
+use crate::http::parse::{self, BodyFraming, HeadStatus, Method, RequestHead};
+use crate::image::{Code, ImageError};
+use crate::io::ledger::{Drained, Ledger, LedgerError, Sent, MAX_IOVECS};
+use crate::pool::Work;
+use crate::respond::{self, Response};
+use crate::route::{self, Route};
+use crate::stats::Stats;
+use bytes::Bytes;
+use io_uring::types::Timespec;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Smallest free space offered to a recv (bytes).
+const MIN_READ: usize = 16 * 1024;
+/// Interim response for `Expect: 100-continue`.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// State shared by every connection of a server.
+pub struct Shared {
+    pub config: Config,
+    pub stats: Arc<Stats>,
+    pattern: OnceLock<Bytes>,
+}
+
+impl Shared {
+    pub fn new(config: Config, stats: Arc<Stats>) -> Shared {
+        Shared {
+            config,
+            stats,
+            pattern: OnceLock::new(),
+        }
+    }
+
+    /// The `/bytes` pattern, built once: byte i = byte i%4 of the little-endian u32 i/4.
+    pub fn pattern(&self) -> &Bytes {
+        self.pattern.get_or_init(|| {
+            let cap = self.config.bytes_cap;
+            let mut v = Vec::with_capacity(cap + 4);
+            let mut i = 0u32;
+            while v.len() < cap {
+                v.extend_from_slice(&i.to_le_bytes());
+                i = i.wrapping_add(1);
+            }
+            v.truncate(cap);
+            Bytes::from(v)
+        })
+    }
+}
+
+/// The operation the ring must submit next for a connection.
+pub enum Next {
+    /// Receive into [`Conn::recv_buf`].
+    Recv,
+    /// Send [`Conn::prepare_send`].
+    Send,
+    /// Run on the CPU pool, then call [`Conn::on_job_done`].
+    Job(Work),
+    /// Half-close; the proof that every byte was confirmed comes with it.
+    Shutdown(Drained),
+    /// Receive and discard, with [`Conn::linger_timeout`] as a linked deadline.
+    Linger,
+    /// Close the socket.
+    Close,
+}
+
+/// What to do once the response in the ledger is drained.
+enum After {
+    /// Keep the connection; first discard what is left of an unread request body.
+    KeepAlive { discard: Option<BodyReader> },
+    /// Half-close, linger, close.
+    Close,
+    /// The ledger held `100 Continue`; now read the body.
+    ReadBody(Box<BodyState>),
+}
+
+/// A request whose body is being read before it is handled.
+struct BodyState {
+    head: RequestHead,
+    route: Route,
+    reader: BodyReader,
+    body: Vec<u8>,
+}
+
+/// What the response to a request needs to know about it.
+#[derive(Clone, Copy)]
+struct ReqCtx {
+    head_method: bool,
+    keep_alive: bool,
+}
+
+enum State {
+    /// Waiting for (more of) a request head; `scanned` bytes were already searched.
+    Head {
+        scanned: usize,
+    },
+    Body(Box<BodyState>),
+    /// A job is on the pool.
+    Job(ReqCtx),
+    Writing(After),
+    /// Discarding an unread body before the next request.
+    Discard(BodyReader),
+    /// `shutdown(SHUT_WR)` in flight.
+    HalfClosing,
+    /// Reading and discarding until EOF after the half-close.
+    Lingering {
+        deadline: Instant,
+        bytes: u64,
+    },
+    Closed,
+}
+
+pub struct Conn {
+    pub id: u64,
+    buf: Vec<u8>,
+    /// Unconsumed input is `buf[pos..len]`.
+    pos: usize,
+    len: usize,
+    state: State,
+    ledger: Ledger,
+    iov: [libc::iovec; MAX_IOVECS],
+    msg: libc::msghdr,
+    linger_ts: Timespec,
+    /// The server is draining: close after the current response.
+    draining: bool,
+}
+
+impl Conn {
+    pub fn new(id: u64) -> Box<Conn> {
+        Box::new(Conn {
+            id,
+            buf: Vec::new(),
+            pos: 0,
+            len: 0,
+            state: State::Head { scanned: 0 },
+            ledger: Ledger::new(),
+            iov: [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; MAX_IOVECS],
+            // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+            msg: unsafe { std::mem::zeroed() },
+            linger_ts: Timespec::new(),
+            draining: false,
+        })
+    }
+
+    /// The first operation for a new connection.
+    pub fn start(&mut self) -> Next {
+        Next::Recv
+    }
+
+    /// Whether the connection waits for a new request with nothing buffered (safe to close
+    /// when draining).
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Head { .. }) && self.pos == self.len
+    }
+
+    pub fn set_draining(&mut self) {
+        self.draining = true;
+    }
+
+    /// Free space to receive into; valid until the next call that touches the buffer.
+    pub fn recv_buf(&mut self) -> (*mut u8, usize) {
+        if self.pos == self.len {
+            self.pos = 0;
+            self.len = 0;
+        }
+        if self.buf.len() - self.len < MIN_READ {
+            if self.pos > 0 {
+                self.buf.copy_within(self.pos..self.len, 0);
+                self.len -= self.pos;
+                self.pos = 0;
+            }
+            if self.buf.len() - self.len < MIN_READ {
+                self.buf
+                    .resize(self.len + MIN_READ.max(self.buf.len() / 2), 0);
+            }
+        }
+        let free = &mut self.buf[self.len..];
+        (free.as_mut_ptr(), free.len())
+    }
+
+    /// The msghdr for the next send (the ledger's unsent tail); valid until its completion.
+    pub fn prepare_send(&mut self) -> *const libc::msghdr {
+        let n = self.ledger.prepare(&mut self.iov);
+        debug_assert!(n > 0, "send with nothing owed");
+        self.msg.msg_iov = self.iov.as_mut_ptr();
+        self.msg.msg_iovlen = n as _;
+        &self.msg
+    }
+
+    /// The linger deadline as a relative timespec; valid while the connection lives.
+    pub fn linger_timeout(&self) -> *const Timespec {
+        &self.linger_ts
+    }
+
+    fn stats<'a>(&self, sh: &'a Shared) -> &'a Stats {
+        &sh.stats
+    }
+
+    /// A recv completed with `res` (bytes, 0 = EOF, or -errno).
+    pub fn on_recv(&mut self, res: i32, sh: &Shared) -> Next {
+        if res <= 0 {
+            if res == -libc::ECONNRESET {
+                Stats::inc(&self.stats(sh).econnreset);
+            }
+            // EOF or error: nothing more can be read; whatever was half-received is dropped
+            // (the client closed before finishing its request, so no response is owed).
+            return self.close();
+        }
+        self.len += res as usize;
+        self.drive(sh)
+    }
+
+    /// Processes buffered input until an operation is needed.
+    fn drive(&mut self, sh: &Shared) -> Next {
+        loop {
+            match std::mem::replace(&mut self.state, State::Closed) {
+                State::Head { scanned } => {
+                    if self.pos == self.len {
+                        self.state = State::Head { scanned: 0 };
+                        return Next::Recv;
+                    }
+                    let input = &self.buf[self.pos..self.len];
+                    match parse::parse_head(input, scanned, sh.config.max_head) {
+                        Ok(HeadStatus::Partial { scanned }) => {
+                            self.state = State::Head { scanned };
+                            return Next::Recv;
+                        }
+                        Ok(HeadStatus::Complete(head)) => {
+                            self.pos += head.head_len;
+                            Stats::inc(&sh.stats.requests);
+                            if let Some(next) = self.start_request(head, sh) {
+                                return next;
+                            }
+                        }
+                        Err(e) => {
+                            let ctx = ReqCtx {
+                                head_method: false,
+                                keep_alive: false,
+                            };
+                            return self.respond(respond::head_error(&e), ctx, None, sh);
+                        }
+                    }
+                }
+                State::Body(mut b) => {
+                    let input = &self.buf[self.pos..self.len];
+                    match b.reader.feed(input, Some(&mut b.body)) {
+                        Ok(fed) => {
+                            self.pos += fed.consumed;
+                            Stats::add(&sh.stats.bytes_received, fed.consumed as u64);
+                            if fed.done {
+                                return self.dispatch(*b, sh);
+                            }
+                            self.state = State::Body(b);
+                            return Next::Recv;
+                        }
+                        Err(e) => {
+                            let ctx = ctx_of(&b.head, self.draining);
+                            return self.respond(
+                                respond::body_error(&b.head.path, e),
+                                ctx,
+                                None,
+                                sh,
+                            );
+                        }
+                    }
+                }
+                State::Discard(mut reader) => {
+                    let input = &self.buf[self.pos..self.len];
+                    match reader.feed(input, None) {
+                        Ok(fed) => {
+                            self.pos += fed.consumed;
+                            Stats::add(&sh.stats.discarded_bytes, fed.consumed as u64);
+                            if fed.done {
+                                self.state = State::Head { scanned: 0 };
+                                continue;
+                            }
+                            self.state = State::Discard(reader);
+                            return Next::Recv;
+                        }
+                        // A broken body after the response: framing is lost, close.
+                        Err(_) => return self.close(),
+                    }
+                }
+                other => {
+                    self.state = other;
+                    unreachable!("drive in a state that does not read");
+                }
+            }
+        }
+    }
+
+    /// Routes a parsed head. Returns `None` to keep driving (a body to read).
+    fn start_request(&mut self, head: RequestHead, sh: &Shared) -> Option<Next> {
+        let route = route::route(head.method, &head.path);
+        let ctx = ctx_of(&head, self.draining);
+        let reader = match head.body {
+            BodyFraming::None => None,
+            BodyFraming::Length(n) => match BodyReader::length(n, sh.config.max_body) {
+                Ok(r) => Some(r),
+                // Refused before reading: answer at once; the unread body is lingered away.
+                Err(e) if route.needs_body() => {
+                    return Some(self.respond(respond::body_error(&head.path, e), ctx, None, sh))
+                }
+                // Not needed anyway: discard (or close) after the response.
+                Err(_) => BodyReader::length(n, u64::MAX).ok(),
+            },
+            BodyFraming::Chunked => Some(BodyReader::chunked(if route.needs_body() {
+                sh.config.max_body
+            } else {
+                sh.config.discard_max
+            })),
+        };
+        if route.needs_body() {
+            let reader = reader.unwrap_or_else(|| BodyReader::length(0, 0).expect("empty body"));
+            let cap = reader
+                .remaining_declared()
+                .unwrap_or(64 * 1024)
+                .min(16 << 20) as usize;
+            let state = Box::new(BodyState {
+                head,
+                route,
+                reader,
+                body: Vec::with_capacity(cap),
+            });
+            if state.head.expect_continue && !state.reader.is_done() && self.pos == self.len {
+                self.ledger.push(Bytes::from_static(CONTINUE));
+                self.state = State::Writing(After::ReadBody(state));
+                return Some(Next::Send);
+            }
+            self.state = State::Body(state);
+            return None;
+        }
+        let response = self.immediate(&route, sh);
+        Some(self.respond(response, ctx, reader.filter(|r| !r.is_done()), sh))
+    }
+
+    /// Responses that need no body and no CPU pool.
+    fn immediate(&self, route: &Route, sh: &Shared) -> Response {
+        match route {
+            Route::Bytes(n) if *n > sh.config.bytes_cap as u64 => Response::text(
+                413,
+                &format!("/bytes is limited to {} bytes", sh.config.bytes_cap),
+            ),
+            Route::Bytes(n) => Response::new(
+                200,
+                "application/octet-stream",
+                sh.pattern().slice(..*n as usize),
+            ),
+            Route::BadBytes => Response::text(
+                400,
+                "expected /bytes/<n> with n digits and an optional K or M",
+            ),
+            Route::Healthz => Response::text(200, "ok"),
+            Route::Root => handlers::root_page(),
+            Route::NotFound => Response::text(404, "not found"),
+            Route::NotImplemented => Response::text(501, "method not implemented").closing(),
+            Route::MethodNotAllowed(allow) => {
+                Response::text(405, "method not allowed").with_header("Allow", allow.to_string())
+            }
+            Route::Transform | Route::Info | Route::Echo => {
+                unreachable!("body routes are dispatched after reading the body")
+            }
+        }
+    }
+
+    /// A body route's body is complete: echo it, or hand the work to the pool.
+    fn dispatch(&mut self, b: BodyState, sh: &Shared) -> Next {
+        let ctx = ctx_of(&b.head, self.draining);
+        let body = Bytes::from(b.body);
+        let ct = b.head.content_type;
+        let work: Work = match b.route {
+            Route::Echo => {
+                let ct = ct.unwrap_or_else(|| "application/octet-stream".into());
+                return self.respond(Response::new(200, &ct, body), ctx, None, sh);
+            }
+            Route::Transform => {
+                let limits = sh.config.limits.clone();
+                Box::new(move || handlers::transform(ct.as_deref(), body, &limits))
+            }
+            Route::Info => Box::new(move || handlers::info(ct.as_deref(), body)),
+            _ => unreachable!("only body routes are dispatched"),
+        };
+        self.state = State::Job(ctx);
+        Next::Job(work)
+    }
+
+    /// The pool refused the job: answer busy.
+    pub fn busy(&mut self, sh: &Shared) -> Next {
+        Stats::inc(&sh.stats.jobs_busy);
+        let e = ImageError::new(Code::Busy, "the server is busy; retry later");
+        self.on_job_done(Response::binding_error(&e), sh)
+    }
+
+    pub fn on_job_done(&mut self, r: Response, sh: &Shared) -> Next {
+        match std::mem::replace(&mut self.state, State::Closed) {
+            State::Job(ctx) => self.respond(r, ctx, None, sh),
+            other => {
+                self.state = other;
+                debug_assert!(false, "job result for a connection not waiting for one");
+                Next::Close
+            }
+        }
+    }
+
+    /// Puts a response in the ledger and decides what follows it.
+    fn respond(
+        &mut self,
+        r: Response,
+        ctx: ReqCtx,
+        unread: Option<BodyReader>,
+        sh: &Shared,
+    ) -> Next {
+        if r.status >= 400 {
+            Stats::inc(&sh.stats.error_responses);
+        }
+        // An unread body is discarded to keep the connection only when it is small and its
+        // size is known or bounded; otherwise the connection closes (with a lingering close).
+        let discard_ok = unread.as_ref().is_none_or(|u| {
+            u.remaining_declared()
+                .is_none_or(|left| left <= sh.config.discard_max)
+        });
+        let close = r.close || !ctx.keep_alive || self.draining || !discard_ok;
+        self.ledger.push(r.head(close));
+        if !ctx.head_method {
+            self.ledger.push(r.body);
+        }
+        let after = if close {
+            After::Close
+        } else {
+            After::KeepAlive { discard: unread }
+        };
+        self.state = State::Writing(after);
+        Next::Send
+    }
+
+    /// A send completed with `res` (bytes or -errno).
+    pub fn on_send(&mut self, res: i32, sh: &Shared) -> Next {
+        let st = &sh.stats;
+        Stats::inc(&st.sends);
+        if res < 0 {
+            let c = match -res {
+                libc::EPIPE => &st.epipe,
+                libc::ECONNRESET => &st.econnreset,
+                _ => &st.send_errors,
+            };
+            Stats::inc(c);
+            return self.fail_response(
+                sh,
+                &format!("send failed: {}", std::io::Error::from_raw_os_error(-res)),
+            );
+        }
+        let submitted: usize = self.iov[..self.msg.msg_iovlen]
+            .iter()
+            .map(|v| v.iov_len)
+            .sum();
+        match self.ledger.complete(res as usize) {
+            Ok(Sent::More) => {
+                Stats::add(&st.bytes_sent, res as u64);
+                if (res as usize) < submitted {
+                    Stats::inc(&st.short_sends);
+                }
+                Next::Send
+            }
+            Ok(Sent::Drained(proof)) => {
+                Stats::add(&st.bytes_sent, res as u64);
+                if (res as usize) < submitted {
+                    Stats::inc(&st.short_sends);
+                }
+                self.drained(proof, sh)
+            }
+            Err(LedgerError::WriteZero) => {
+                Stats::inc(&st.write_zero);
+                self.fail_response(sh, "send accepted 0 bytes (WriteZero)")
+            }
+            Err(e) => self.fail_response(sh, &format!("ledger error: {e:?}")),
+        }
+    }
+
+    /// The response could not be delivered whole: count it, log it, close (the client sees
+    /// EOF before `Content-Length`).
+    fn fail_response(&mut self, sh: &Shared, why: &str) -> Next {
+        Stats::inc(&sh.stats.responses_failed);
+        tracing::info!(
+            conn = self.id,
+            confirmed = self.ledger.confirmed(),
+            total = self.ledger.total(),
+            "response failed: {why}"
+        );
+        self.ledger = Ledger::new();
+        self.close()
+    }
+
+    fn drained(&mut self, proof: Drained, sh: &Shared) -> Next {
+        let State::Writing(after) = std::mem::replace(&mut self.state, State::Closed) else {
+            unreachable!("send completion outside Writing");
+        };
+        match after {
+            After::ReadBody(b) => {
+                self.state = State::Body(b);
+                self.drive(sh)
+            }
+            After::KeepAlive { discard } => {
+                Stats::inc(&sh.stats.responses_complete);
+                self.state = match discard {
+                    Some(r) => State::Discard(r),
+                    None => State::Head { scanned: 0 },
+                };
+                self.drive(sh)
+            }
+            After::Close => {
+                Stats::inc(&sh.stats.responses_complete);
+                self.state = State::HalfClosing;
+                Next::Shutdown(proof)
+            }
+        }
+    }
+
+    /// The half-close completed: start the lingering close.
+    pub fn on_shutdown(&mut self, res: i32, sh: &Shared) -> Next {
+        if res < 0 {
+            return self.close();
+        }
+        Stats::inc(&sh.stats.half_closes);
+        let buffered = (self.len - self.pos) as u64;
+        Stats::add(&sh.stats.linger_bytes, buffered);
+        self.pos = self.len;
+        self.state = State::Lingering {
+            deadline: Instant::now() + sh.config.linger_timeout,
+            bytes: buffered,
+        };
+        self.linger_next(sh)
+    }
+
+    /// A lingering recv completed with `res` (bytes, 0 = EOF, -ECANCELED = deadline).
+    pub fn on_linger(&mut self, res: i32, sh: &Shared) -> Next {
+        if res <= 0 {
+            if res < 0 {
+                Stats::inc(&sh.stats.linger_cut);
+            }
+            return self.close();
+        }
+        Stats::add(&sh.stats.linger_bytes, res as u64);
+        if let State::Lingering { bytes, .. } = &mut self.state {
+            *bytes += res as u64;
+        }
+        self.pos = self.len;
+        self.linger_next(sh)
+    }
+
+    fn linger_next(&mut self, sh: &Shared) -> Next {
+        let State::Lingering { deadline, bytes } = self.state else {
+            unreachable!("linger outside Lingering");
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left == Duration::ZERO || bytes > sh.config.linger_max {
+            Stats::inc(&sh.stats.linger_cut);
+            return self.close();
+        }
+        self.linger_ts = Timespec::new()
+            .sec(left.as_secs())
+            .nsec(left.subsec_nanos());
+        Next::Linger
+    }
+
+    /// Whether the next recv completion belongs to the lingering close.
+    pub fn is_lingering(&self) -> bool {
+        matches!(self.state, State::Lingering { .. })
+    }
+
+    fn close(&mut self) -> Next {
+        self.state = State::Closed;
+        Next::Close
+    }
+}
+
+fn ctx_of(head: &RequestHead, draining: bool) -> ReqCtx {
+    ReqCtx {
+        head_method: head.method == Method::Head,
+        keep_alive: head.keep_alive && !draining,
+    }
+}

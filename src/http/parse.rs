@@ -1,0 +1,446 @@
+//! Request-head parsing.
+//!
+//! [`parse_head`] takes the bytes received so far and the length already scanned on a previous
+//! call; it only looks for the end of the head in the new tail, so a client that drips one byte at
+//! a time costs one short scan per byte, not a re-parse of the whole head.
+
+use memchr::memchr_iter;
+
+/// Most header fields accepted in one request head (more → 431).
+pub const MAX_HEADERS: usize = 100;
+
+/// How a request's body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body (no `Content-Length`, no `Transfer-Encoding`).
+    None,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Options,
+    Patch,
+    Other,
+}
+
+impl Method {
+    fn from_token(m: &str) -> Method {
+        match m {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            "PATCH" => Method::Patch,
+            _ => Method::Other,
+        }
+    }
+}
+
+/// A parsed request head: only what routing and framing need, owned.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    pub method: Method,
+    /// Path without the query, from origin-form or absolute-form targets.
+    pub path: String,
+    pub query: Option<String>,
+    /// 0 = HTTP/1.0, 1 = HTTP/1.1.
+    pub minor_version: u8,
+    /// Whether the client allows the connection to stay open after this response.
+    pub keep_alive: bool,
+    pub body: BodyFraming,
+    pub expect_continue: bool,
+    pub content_type: Option<String>,
+    /// Bytes of the head, including the final empty line.
+    pub head_len: usize,
+}
+
+/// What the peer did wrong, each mapped to exactly one status by `respond`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadError {
+    /// The head is longer than the configured limit (431).
+    HeadTooLarge,
+    /// More than [`MAX_HEADERS`] fields (431).
+    TooManyHeaders,
+    /// Syntax error in the request line or a header (400).
+    Malformed(&'static str),
+    /// An HTTP version other than 1.0 / 1.1 (505).
+    Version,
+    /// `Transfer-Encoding` other than a final `chunked` (501).
+    UnsupportedTransferEncoding,
+}
+
+impl HeadError {
+    pub fn message(&self) -> &'static str {
+        match self {
+            HeadError::HeadTooLarge => "request head too large",
+            HeadError::TooManyHeaders => "too many header fields",
+            HeadError::Malformed(m) => m,
+            HeadError::Version => "HTTP version not supported",
+            HeadError::UnsupportedTransferEncoding => "transfer-encoding not supported",
+        }
+    }
+}
+
+/// Outcome of one call to [`parse_head`].
+#[derive(Debug)]
+pub enum HeadStatus {
+    /// The head is not complete yet; pass `scanned` as `prev_len` next time.
+    Partial {
+        scanned: usize,
+    },
+    Complete(RequestHead),
+}
+
+/// Finds the end of a head (`\r\n\r\n`, tolerating bare `\n` line ends as RFC 9112 §2.2
+/// allows) starting the search near `from`. Returns the index just past the empty line.
+pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(3);
+    for i in memchr_iter(b'\n', &buf[start..]).map(|i| i + start) {
+        match buf.get(i + 1) {
+            Some(b'\n') => return Some(i + 2),
+            Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => return Some(i + 3),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Parses a request head from `buf` (bytes received so far on this request).
+///
+/// `prev_len` is the `scanned` value of the previous `Partial`; `max_head` bounds the head.
+pub fn parse_head(buf: &[u8], prev_len: usize, max_head: usize) -> Result<HeadStatus, HeadError> {
+    // Leading empty lines before a request line are ignored (RFC 9112 §2.2).
+    let skip = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    let Some(end) = find_head_end(buf, prev_len.max(skip)) else {
+        if buf.len() > max_head {
+            return Err(HeadError::HeadTooLarge);
+        }
+        return Ok(HeadStatus::Partial { scanned: buf.len() });
+    };
+    if end > max_head {
+        return Err(HeadError::HeadTooLarge);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let n = match req.parse(&buf[..end]) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return Err(HeadError::Malformed("malformed request head"))
+        }
+        Err(e) => return Err(map_httparse(e)),
+    };
+    head_from(&req, n).map(HeadStatus::Complete)
+}
+
+fn map_httparse(e: httparse::Error) -> HeadError {
+    match e {
+        httparse::Error::TooManyHeaders => HeadError::TooManyHeaders,
+        httparse::Error::Version => HeadError::Version,
+        httparse::Error::HeaderName => HeadError::Malformed("invalid header name"),
+        httparse::Error::HeaderValue => HeadError::Malformed("invalid header value"),
+        httparse::Error::NewLine => HeadError::Malformed("invalid line ending"),
+        httparse::Error::Status | httparse::Error::Token => {
+            HeadError::Malformed("invalid request line")
+        }
+    }
+}
+
+fn head_from(req: &httparse::Request<'_, '_>, head_len: usize) -> Result<RequestHead, HeadError> {
+    let method = Method::from_token(req.method.unwrap_or(""));
+    let minor_version = req.version.unwrap_or(1);
+    let target = req.path.unwrap_or("");
+    let (path, query) = split_target(target)?;
+
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut saw_te = false;
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    let mut expect_continue = false;
+    let mut content_type = None;
+    let mut host = 0usize;
+    for h in req.headers.iter() {
+        let name = h.name;
+        let value = std::str::from_utf8(h.value)
+            .map_err(|_| HeadError::Malformed("non-ASCII header value"))?
+            .trim_matches([' ', '\t']);
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = parse_content_length(value)?;
+            if content_length.is_some_and(|prev| prev != n) {
+                return Err(HeadError::Malformed("conflicting Content-Length"));
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only a single, final `chunked` coding is accepted; anything else is 501.
+            for coding in value.split(',').map(|c| c.trim_matches([' ', '\t'])) {
+                if coding.is_empty() {
+                    continue;
+                }
+                if chunked || saw_te && !coding.eq_ignore_ascii_case("chunked") {
+                    return Err(HeadError::UnsupportedTransferEncoding);
+                }
+                saw_te = true;
+                if coding.eq_ignore_ascii_case("chunked") {
+                    chunked = true;
+                } else {
+                    return Err(HeadError::UnsupportedTransferEncoding);
+                }
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(',').map(|t| t.trim_matches([' ', '\t'])) {
+                conn_close |= token.eq_ignore_ascii_case("close");
+                conn_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            if value.eq_ignore_ascii_case("100-continue") {
+                expect_continue = true;
+            }
+        } else if name.eq_ignore_ascii_case("content-type") {
+            content_type = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("host") {
+            host += 1;
+        }
+    }
+    if saw_te && content_length.is_some() {
+        return Err(HeadError::Malformed(
+            "both Transfer-Encoding and Content-Length",
+        ));
+    }
+    if minor_version == 1 && host != 1 {
+        return Err(HeadError::Malformed(
+            "HTTP/1.1 request needs exactly one Host",
+        ));
+    }
+    let body = match (chunked, content_length) {
+        (true, _) => BodyFraming::Chunked,
+        (false, Some(0)) | (false, None) => BodyFraming::None,
+        (false, Some(n)) => BodyFraming::Length(n),
+    };
+    let keep_alive = if minor_version == 0 {
+        conn_keep_alive && !conn_close
+    } else {
+        !conn_close
+    };
+    Ok(RequestHead {
+        method,
+        path,
+        query,
+        minor_version,
+        keep_alive,
+        body,
+        expect_continue,
+        content_type,
+        head_len,
+    })
+}
+
+/// `Content-Length` is 1*DIGIT; no sign, no spaces, no lists, no overflow.
+fn parse_content_length(value: &str) -> Result<u64, HeadError> {
+    if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HeadError::Malformed("invalid Content-Length"));
+    }
+    value
+        .parse()
+        .map_err(|_| HeadError::Malformed("invalid Content-Length"))
+}
+
+/// Splits an origin-form (`/p?q`) or absolute-form (`http://h/p?q`) target.
+fn split_target(target: &str) -> Result<(String, Option<String>), HeadError> {
+    let rest = if target.starts_with('/') {
+        target
+    } else if let Some(after) = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    {
+        match after.find('/') {
+            Some(i) => &after[i..],
+            None => "/",
+        }
+    } else if target == "*" {
+        "*"
+    } else {
+        return Err(HeadError::Malformed("invalid request target"));
+    };
+    Ok(match rest.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (rest.to_string(), None),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 64 * 1024;
+
+    /// Feeds `input` whole, then one byte at a time, and checks both give the same outcome.
+    fn parse_both(input: &[u8]) -> Result<Option<RequestHead>, HeadError> {
+        let whole = match parse_head(input, 0, MAX) {
+            Ok(HeadStatus::Complete(h)) => Ok(Some(h)),
+            Ok(HeadStatus::Partial { .. }) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let mut scanned = 0;
+        let mut drip = Ok(None);
+        for n in 1..=input.len() {
+            match parse_head(&input[..n], scanned, MAX) {
+                Ok(HeadStatus::Partial { scanned: s }) => scanned = s,
+                Ok(HeadStatus::Complete(h)) => {
+                    assert_eq!(n, input.len().min(h.head_len.max(n)));
+                    drip = Ok(Some(h));
+                    break;
+                }
+                Err(e) => {
+                    drip = Err(e);
+                    break;
+                }
+            }
+        }
+        match (&whole, &drip) {
+            (Ok(Some(a)), Ok(Some(b))) => assert_eq!(a.head_len, b.head_len),
+            (Err(a), Err(b)) => assert_eq!(a, b),
+            (Ok(None), Ok(None)) => {}
+            _ => panic!("whole {whole:?} vs drip {drip:?}"),
+        }
+        whole
+    }
+
+    #[test]
+    fn binding_capture_head() {
+        let raw = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/wire/single.raw"
+        ))
+        .unwrap();
+        let h = parse_both(&raw).unwrap().unwrap();
+        assert_eq!(h.method, Method::Post);
+        assert_eq!(h.path, "/transform");
+        assert_eq!(h.body, BodyFraming::Chunked);
+        assert!(h.keep_alive);
+        assert!(h.content_type.unwrap().starts_with("multipart/form-data"));
+    }
+
+    #[test]
+    fn simple_get_and_query() {
+        let h = parse_both(b"GET /bytes/1K?x=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.path, "/bytes/1K");
+        assert_eq!(h.query.as_deref(), Some("x=1"));
+        assert_eq!(h.body, BodyFraming::None);
+    }
+
+    #[test]
+    fn partial_until_blank_line() {
+        assert!(parse_both(b"GET / HTTP/1.1\r\nHost: a\r\n")
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn bare_lf_accepted() {
+        let h = parse_both(b"GET / HTTP/1.1\nHost: a\n\n").unwrap().unwrap();
+        assert_eq!(h.head_len, 24);
+    }
+
+    #[test]
+    fn http10_closes_by_default() {
+        let h = parse_both(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(!h.keep_alive);
+        let h = parse_both(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.keep_alive);
+        let h = parse_both(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.keep_alive);
+    }
+
+    #[test]
+    fn content_length_rules() {
+        let ok = parse_both(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(ok.body, BodyFraming::Length(5));
+        for bad in [
+            &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_both(bad), Err(HeadError::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn transfer_encoding_rules() {
+        let h = parse_both(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.body, BodyFraming::Chunked);
+        for bad in [
+            &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse_both(bad).unwrap_err(),
+                HeadError::UnsupportedTransferEncoding
+            );
+        }
+    }
+
+    #[test]
+    fn limits_and_versions() {
+        let mut big = b"GET /".to_vec();
+        big.extend(std::iter::repeat_n(b'a', MAX));
+        assert_eq!(
+            parse_head(&big, 0, MAX).unwrap_err(),
+            HeadError::HeadTooLarge
+        );
+        let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..MAX_HEADERS {
+            many.extend(format!("X-{i}: v\r\n").as_bytes());
+        }
+        many.extend(b"\r\n");
+        assert_eq!(parse_both(&many).unwrap_err(), HeadError::TooManyHeaders);
+        assert_eq!(
+            parse_both(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n").unwrap_err(),
+            HeadError::Version
+        );
+        assert!(matches!(
+            parse_both(b"GET / HTTP/1.1\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn absolute_form_target() {
+        let h = parse_both(b"GET http://x/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.path, "/healthz");
+    }
+}

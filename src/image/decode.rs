@@ -1,0 +1,240 @@
+//! Decoding: sniff the format from the bytes, check limits from the header, decode to RGBA8
+//! with EXIF orientation applied.
+
+use super::{avif, Code, ImageError};
+use crate::config::Limits;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbaImage};
+use std::io::Cursor;
+
+/// Input formats this build decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Jpeg,
+    Png,
+    Gif,
+    Webp,
+    Avif,
+}
+
+impl Format {
+    pub fn mime(self) -> &'static str {
+        match self {
+            Format::Jpeg => "image/jpeg",
+            Format::Png => "image/png",
+            Format::Gif => "image/gif",
+            Format::Webp => "image/webp",
+            Format::Avif => "image/avif",
+        }
+    }
+
+    fn image_format(self) -> Option<ImageFormat> {
+        match self {
+            Format::Jpeg => Some(ImageFormat::Jpeg),
+            Format::Png => Some(ImageFormat::Png),
+            Format::Gif => Some(ImageFormat::Gif),
+            Format::Webp => Some(ImageFormat::WebP),
+            Format::Avif => None,
+        }
+    }
+}
+
+/// Identifies the format from magic bytes; file names and content types are never trusted.
+pub fn sniff(data: &[u8]) -> Option<Format> {
+    if data.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some(Format::Jpeg)
+    } else if data.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some(Format::Png)
+    } else if data.starts_with(b"GIF87a") || data.starts_with(b"GIF89a") {
+        Some(Format::Gif)
+    } else if data.len() >= 12 && &data[..4] == b"RIFF" && &data[8..12] == b"WEBP" {
+        Some(Format::Webp)
+    } else if avif::is_avif(data) {
+        Some(Format::Avif)
+    } else {
+        None
+    }
+}
+
+/// What `/info` reports: format and dimensions after EXIF orientation, from the header only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Info {
+    pub format: Format,
+    pub width: u32,
+    pub height: u32,
+}
+
+fn not_an_image(data: &[u8]) -> ImageError {
+    if data.is_empty() {
+        ImageError::new(Code::NotAnImage, "Input is empty, not an image")
+    } else {
+        ImageError::new(Code::NotAnImage, "Input is not an image")
+    }
+}
+
+fn corrupt(format: Format, e: impl std::fmt::Display) -> ImageError {
+    ImageError::new(
+        Code::Corrupt,
+        format!("could not decode {} input: {e}", format.mime()),
+    )
+}
+
+fn map_image_error(format: Format, e: image::ImageError) -> ImageError {
+    match e {
+        image::ImageError::Limits(l) => ImageError::new(
+            Code::ImageTooLarge,
+            format!("image exceeds the decoding limits: {l}"),
+        ),
+        image::ImageError::Unsupported(u) => ImageError::new(
+            Code::NotAnImage,
+            format!("{} variant this build cannot decode: {u}", format.mime()),
+        ),
+        other => corrupt(format, other),
+    }
+}
+
+fn reader<'a>(data: &'a [u8], format: Format, limits: &Limits) -> ImageReader<Cursor<&'a [u8]>> {
+    let mut r = ImageReader::new(Cursor::new(data));
+    if let Some(f) = format.image_format() {
+        r.set_format(f);
+    }
+    let mut l = image::Limits::default();
+    l.max_image_width = Some(limits.max_dimension);
+    l.max_image_height = Some(limits.max_dimension);
+    // RGBA8 of the largest allowed image plus a decoder-side copy.
+    l.max_alloc = Some(limits.max_pixels.saturating_mul(8).max(64 << 20));
+    r.limits(l);
+    r
+}
+
+/// Checks dimensions against the limits (before any pixel is decoded).
+pub fn check_limits(width: u32, height: u32, limits: &Limits) -> Result<(), ImageError> {
+    if width == 0 || height == 0 {
+        return Err(ImageError::new(Code::Corrupt, "image has a zero dimension"));
+    }
+    if width > limits.max_dimension || height > limits.max_dimension {
+        return Err(ImageError::new(
+            Code::ImageTooLarge,
+            format!(
+                "image is {width}x{height}; the limit is {} px per side",
+                limits.max_dimension
+            ),
+        ));
+    }
+    let pixels = width as u64 * height as u64;
+    if pixels > limits.max_pixels {
+        return Err(ImageError::new(
+            Code::ImageTooLarge,
+            format!(
+                "image is {width}x{height} ({:.1} megapixels); the limit is {:.1}",
+                pixels as f64 / 1e6,
+                limits.max_pixels as f64 / 1e6
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads format and oriented dimensions from the header, without decoding pixels.
+pub fn probe(data: &[u8]) -> Result<Info, ImageError> {
+    let format = sniff(data).ok_or_else(|| not_an_image(data))?;
+    if format == Format::Avif {
+        let (width, height) = avif::dimensions(data).map_err(|e| corrupt(format, e))?;
+        return Ok(Info {
+            format,
+            width,
+            height,
+        });
+    }
+    let mut r = ImageReader::new(Cursor::new(data));
+    if let Some(f) = format.image_format() {
+        r.set_format(f);
+    }
+    r.no_limits();
+    let mut dec = r.into_decoder().map_err(|e| map_image_error(format, e))?;
+    let (w, h) = dec.dimensions();
+    let swap = dec.orientation().map(swaps_axes).unwrap_or(false);
+    let (width, height) = if swap { (h, w) } else { (w, h) };
+    Ok(Info {
+        format,
+        width,
+        height,
+    })
+}
+
+fn swaps_axes(o: image::metadata::Orientation) -> bool {
+    use image::metadata::Orientation::*;
+    matches!(o, Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH)
+}
+
+/// Decodes to straight-alpha RGBA8, orientation applied, limits checked from the header first.
+pub fn decode(data: &[u8], limits: &Limits) -> Result<(Format, RgbaImage), ImageError> {
+    let format = sniff(data).ok_or_else(|| not_an_image(data))?;
+    if format == Format::Avif {
+        let (w, h) = avif::dimensions(data).map_err(|e| corrupt(format, e))?;
+        check_limits(w, h, limits)?;
+        let img = avif::decode_rgba(data).map_err(|e| corrupt(format, e))?;
+        return Ok((format, img));
+    }
+    let mut dec = reader(data, format, limits)
+        .into_decoder()
+        .map_err(|e| map_image_error(format, e))?;
+    let (w, h) = dec.dimensions();
+    check_limits(w, h, limits)?;
+    let orientation = dec.orientation().ok();
+    let mut img = DynamicImage::from_decoder(dec).map_err(|e| map_image_error(format, e))?;
+    if let Some(o) = orientation {
+        img.apply_orientation(o);
+    }
+    Ok((format, img.into_rgba8()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_pixels: 100_000_000,
+            max_dimension: 12_000,
+            avif_max_dimension: 4096,
+            webp_max_dimension: 16_383,
+            avif_speed: 8,
+        }
+    }
+
+    #[test]
+    fn sniffs_magic_not_names() {
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\nxxxx"), Some(Format::Png));
+        assert_eq!(sniff(b"\xff\xd8\xff\xe0"), Some(Format::Jpeg));
+        assert_eq!(sniff(b"<!DOCTYPE html>"), None);
+        assert_eq!(sniff(b""), None);
+    }
+
+    #[test]
+    fn header_limits_reject_before_decoding() {
+        // IHDR of a 50000x50000 RGBA PNG with no pixel data.
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        png.extend(50_000u32.to_be_bytes());
+        png.extend(50_000u32.to_be_bytes());
+        png.extend([8, 6, 0, 0, 0]);
+        let crc = crc32(&png[12..]);
+        png.extend(crc.to_be_bytes());
+        let e = decode(&png, &limits()).unwrap_err();
+        assert_eq!(e.code, Code::ImageTooLarge, "{e}");
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut c = 0xFFFF_FFFFu32;
+        for &b in data {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+}

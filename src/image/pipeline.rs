@@ -1,0 +1,224 @@
+//! The binding protocol's job: multipart parts in, one encoded image (or an error) out.
+//! Runs on the CPU pool, never on a ring thread.
+
+use super::decode::{self, Info};
+use super::draw::Draw;
+use super::encode::{self, Encoded, Output};
+use super::ops::Transform;
+use super::{color, Code, ImageError};
+use crate::config::Limits;
+use crate::http::multipart::Part;
+use bytes::Bytes;
+use image::{Rgba, RgbaImage};
+use serde_json::{Map, Value};
+
+/// One element of `transforms`, in array order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Element {
+    Transform(Transform),
+    Draw(Draw),
+}
+
+/// A parsed `/transform` request.
+#[derive(Debug)]
+pub struct Job {
+    /// Image 0 is the canvas; overlays follow in wire order.
+    pub inputs: Vec<Bytes>,
+    pub elements: Vec<Element>,
+    pub output: Output,
+    pub quality: Option<u8>,
+    pub background: Option<Rgba<u8>>,
+}
+
+fn utf8(part: &Part) -> Result<&str, ImageError> {
+    std::str::from_utf8(&part.data)
+        .map_err(|_| ImageError::option(format!("part `{}` is not UTF-8 text", part.name)))
+}
+
+fn index(map: &Map<String, Value>, key: &str) -> Result<Option<usize>, ImageError> {
+    match map.get(key) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(|v| Some(v as usize))
+            .ok_or_else(|| ImageError::option(format!("{key} must be a non-negative integer"))),
+        Some(other) => Err(ImageError::option(format!(
+            "{key} must be an integer, got {other}"
+        ))),
+    }
+}
+
+impl Job {
+    /// Builds a job from the binding's multipart parts (see BINDING.md).
+    pub fn from_parts(parts: Vec<Part>) -> Result<Job, ImageError> {
+        let mut inputs = Vec::new();
+        let mut transforms = None;
+        let mut output = None;
+        let mut quality = None;
+        let mut background = None;
+        for part in parts {
+            match part.name.as_str() {
+                "image" => {
+                    if !inputs.is_empty() {
+                        return Err(ImageError::option("more than one `image` part"));
+                    }
+                    inputs.push(part.data);
+                }
+                "draw_image" => {
+                    if inputs.is_empty() {
+                        return Err(ImageError::option("`draw_image` before the `image` part"));
+                    }
+                    inputs.push(part.data);
+                }
+                "text_input" | "draw_text" => {
+                    return Err(ImageError::unsupported(format!(
+                        "text rendering (`{}` part)",
+                        part.name
+                    )))
+                }
+                "transforms" => transforms = Some(utf8(&part)?.to_string()),
+                "output_format" => output = Some(Output::parse(utf8(&part)?)?),
+                "output_quality" => {
+                    let s = utf8(&part)?.trim();
+                    let q: f64 = s.parse().map_err(|_| {
+                        ImageError::option(format!("output_quality must be a number, got {s:?}"))
+                    })?;
+                    if !(1.0..=100.0).contains(&q) {
+                        return Err(ImageError::option(format!(
+                            "output_quality must be between 1 and 100, got {s}"
+                        )));
+                    }
+                    quality = Some(q.round() as u8);
+                }
+                "background" => {
+                    let s = utf8(&part)?;
+                    background =
+                        Some(color::parse(s).ok_or_else(|| {
+                            ImageError::option(format!("invalid background {s:?}"))
+                        })?);
+                }
+                "anim" => match utf8(&part)?.trim() {
+                    "false" => {}
+                    "true" => return Err(ImageError::unsupported("anim=true (animated output)")),
+                    other => {
+                        return Err(ImageError::option(format!(
+                            "anim must be true or false, got {other:?}"
+                        )))
+                    }
+                },
+                _ => {}
+            }
+        }
+        if inputs.is_empty() {
+            return Err(ImageError::option("missing `image` part"));
+        }
+        let output = output.ok_or_else(|| ImageError::option("missing `output_format` part"))?;
+        let elements = parse_transforms(transforms.as_deref().unwrap_or("[]"), inputs.len())?;
+        Ok(Job {
+            inputs,
+            elements,
+            output,
+            quality,
+            background,
+        })
+    }
+
+    /// Decodes every input, applies the elements in array order, encodes image 0.
+    pub fn run(self, limits: &Limits) -> Result<Encoded, ImageError> {
+        let mut images: Vec<RgbaImage> = Vec::with_capacity(self.inputs.len());
+        for data in &self.inputs {
+            images.push(decode::decode(data, limits)?.1);
+        }
+        for el in &self.elements {
+            match el {
+                Element::Transform(t) => {
+                    let img = std::mem::take(&mut images[t.image_index]);
+                    images[t.image_index] = t.apply(img, limits)?;
+                }
+                Element::Draw(d) => {
+                    let overlay = std::mem::take(&mut images[d.source]);
+                    d.apply(&mut images[d.target], &overlay);
+                    images[d.source] = overlay;
+                }
+            }
+        }
+        let canvas = images.swap_remove(0);
+        encode::encode(canvas, self.output, self.quality, self.background, limits)
+    }
+}
+
+fn parse_transforms(json: &str, images: usize) -> Result<Vec<Element>, ImageError> {
+    let v: Value = serde_json::from_str(json)
+        .map_err(|e| ImageError::option(format!("invalid transforms JSON: {e}")))?;
+    let Value::Array(items) = v else {
+        return Err(ImageError::option("transforms must be a JSON array"));
+    };
+    let check = |i: usize, what: &str| {
+        if i < images {
+            Ok(i)
+        } else {
+            Err(ImageError::option(format!(
+                "{what} {i} refers to no image (there are {images})"
+            )))
+        }
+    };
+    items
+        .iter()
+        .map(|item| {
+            let Value::Object(map) = item else {
+                return Err(ImageError::option(
+                    "each transforms element must be an object",
+                ));
+            };
+            if let Some(src) = index(map, "drawImageIndex")? {
+                let target = index(map, "targetImageIndex")?
+                    .ok_or_else(|| ImageError::option("draw element without targetImageIndex"))?;
+                let (src, target) = (
+                    check(src, "drawImageIndex")?,
+                    check(target, "targetImageIndex")?,
+                );
+                if src == target {
+                    return Err(ImageError::option("an image cannot be drawn onto itself"));
+                }
+                Ok(Element::Draw(Draw::parse(src, target, map)?))
+            } else {
+                let i = index(map, "imageIndex")?
+                    .ok_or_else(|| ImageError::option("transform element without imageIndex"))?;
+                Ok(Element::Transform(Transform::parse(
+                    check(i, "imageIndex")?,
+                    map,
+                )?))
+            }
+        })
+        .collect()
+}
+
+/// Parses a `/transform` body and runs it.
+pub fn transform(parts: Vec<Part>, limits: &Limits) -> Result<Encoded, ImageError> {
+    Job::from_parts(parts)?.run(limits)
+}
+
+/// `/info`: `{"format","file_size","width","height"}` from the `image` part.
+pub fn info(parts: Vec<Part>) -> Result<String, ImageError> {
+    let image = parts
+        .into_iter()
+        .find(|p| p.name == "image")
+        .ok_or_else(|| ImageError::option("missing `image` part"))?;
+    let Info {
+        format,
+        width,
+        height,
+    } = decode::probe(&image.data)?;
+    Ok(serde_json::json!({
+        "format": format.mime(),
+        "file_size": image.data.len(),
+        "width": width,
+        "height": height,
+    })
+    .to_string())
+}
+
+/// Maps a panic in a job to an internal error (the pool catches it).
+pub fn panicked() -> ImageError {
+    ImageError::new(Code::Internal, "internal error while processing the image")
+}

@@ -1,0 +1,92 @@
+//! Responses: the one place where errors become status, headers and body.
+
+use crate::http::body::BodyError;
+use crate::http::head;
+use crate::http::parse::HeadError;
+use crate::image::{Code, ImageError};
+use bytes::Bytes;
+
+/// A response before framing: the connection decides keep-alive and HEAD.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Bytes,
+    /// The connection must close after this response (framing can no longer be trusted).
+    pub close: bool,
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type", content_type.to_string())],
+            body: body.into(),
+            close: false,
+        }
+    }
+
+    /// A short plain-text response (`message` plus a newline).
+    pub fn text(status: u16, message: &str) -> Response {
+        Response::new(status, "text/plain; charset=utf-8", format!("{message}\n"))
+    }
+
+    /// A binding error: `cf-images-binding: err=NNNN` and `ERROR NNNN: message`.
+    pub fn binding_error(e: &ImageError) -> Response {
+        let mut r = Response::new(e.code.status(), "text/plain; charset=utf-8", e.to_string());
+        r.headers
+            .push(("cf-images-binding", format!("err={}", e.code.number())));
+        if e.code == Code::Busy {
+            r.headers.push(("Retry-After", "1".to_string()));
+        }
+        r
+    }
+
+    pub fn closing(mut self) -> Response {
+        self.close = true;
+        self
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: String) -> Response {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Head bytes for this response; `close` adds `Connection: close`.
+    pub fn head(&self, close: bool) -> Vec<u8> {
+        let headers: Vec<(&str, &str)> =
+            self.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        head::write(self.status, &headers, self.body.len() as u64, close)
+    }
+}
+
+/// Whether errors on this path speak the binding's error protocol.
+pub fn is_binding_path(path: &str) -> bool {
+    path == "/transform" || path == "/info"
+}
+
+/// A framing error in the request head. These always close the connection.
+pub fn head_error(e: &HeadError) -> Response {
+    let status = match e {
+        HeadError::HeadTooLarge | HeadError::TooManyHeaders => 431,
+        HeadError::Malformed(_) => 400,
+        HeadError::Version => 505,
+        HeadError::UnsupportedTransferEncoding => 501,
+    };
+    Response::text(status, e.message()).closing()
+}
+
+/// A request-body error on `path`. These always close the connection.
+pub fn body_error(path: &str, e: BodyError) -> Response {
+    let r = if is_binding_path(path) {
+        let code = match e {
+            BodyError::TooLarge => Code::InputTooLarge,
+            _ => Code::InvalidOption,
+        };
+        Response::binding_error(&ImageError::new(code, e.message()))
+    } else {
+        let status = if e == BodyError::TooLarge { 413 } else { 400 };
+        Response::text(status, e.message())
+    };
+    r.closing()
+}

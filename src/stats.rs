@@ -1,0 +1,82 @@
+//! In-process counters, updated by the ring and the pool, logged at shutdown.
+//! (`/metrics` will export them.)
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        #[derive(Debug, Default)]
+        pub struct Stats {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+        }
+
+        impl Stats {
+            /// `name=value` pairs of every counter, in declaration order.
+            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name.load(Relaxed)),)*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Connections accepted.
+    connections,
+    /// Requests whose head was parsed.
+    requests,
+    /// Responses whose every byte the kernel confirmed.
+    responses_complete,
+    /// Responses that failed before every byte was confirmed (peer gone, WriteZero, …).
+    responses_failed,
+    /// Response bytes confirmed by send completions.
+    bytes_sent,
+    /// Request body bytes read (decoded).
+    bytes_received,
+    /// Send operations completed.
+    sends,
+    /// Sends that took fewer bytes than submitted (the tail was resubmitted).
+    short_sends,
+    /// Send completions of 0 with bytes left.
+    write_zero,
+    /// EPIPE on send.
+    epipe,
+    /// ECONNRESET on send or recv.
+    econnreset,
+    /// Other send errors.
+    send_errors,
+    /// shutdown(SHUT_WR) issued (always after a drained ledger).
+    half_closes,
+    /// Request bytes read and discarded after a half-close.
+    linger_bytes,
+    /// Lingering closes ended by the deadline or the byte bound instead of EOF.
+    linger_cut,
+    /// Unread request-body bytes discarded to keep a connection alive.
+    discarded_bytes,
+    /// Image jobs run, refused for a full queue, and that panicked.
+    jobs,
+    jobs_busy,
+    jobs_panicked,
+    /// Connections aborted by the shutdown deadline.
+    shutdown_aborts,
+    /// Responses with status >= 400.
+    error_responses,
+}
+
+impl Stats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// One line: `connections=3 requests=5 …`.
+    pub fn line(&self) -> String {
+        self.snapshot()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
