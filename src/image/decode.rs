@@ -97,9 +97,8 @@ fn reader<'a>(data: &'a [u8], format: Format, limits: &Limits) -> ImageReader<Cu
     if let Some(f) = format.image_format() {
         r.set_format(f);
     }
+    // Dimensions are checked by `check_limits` (with a clearer message); this bounds memory.
     let mut l = image::Limits::default();
-    l.max_image_width = Some(limits.max_dimension);
-    l.max_image_height = Some(limits.max_dimension);
     // RGBA8 of the largest allowed image plus a decoder-side copy.
     l.max_alloc = Some(limits.max_pixels.saturating_mul(8).max(64 << 20));
     r.limits(l);
