@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// On SIGTERM/SIGINT, wait at most this long (seconds) for responses in flight.
     #[arg(long, env = "LASTBYTE_SHUTDOWN_TIMEOUT", default_value = "30", value_parser = parse_secs)]
     pub shutdown_timeout: Duration,
+    /// SO_SNDBUF for accepted connections in bytes (0 = the kernel's default and autotuning).
+    /// Small values make large responses take many partial sends (buffer studies, tests).
+    #[arg(long, env = "LASTBYTE_SEND_BUFFER", default_value_t = 0)]
+    pub send_buffer: usize,
     /// Log filter (tracing EnvFilter syntax), e.g. info, debug, lastbyte=trace.
     #[arg(long, env = "LASTBYTE_LOG", default_value = "info")]
     pub log: String,
@@ -113,6 +117,7 @@ pub struct Config {
     pub linger_timeout: Duration,
     pub linger_max: u64,
     pub shutdown_timeout: Duration,
+    pub send_buffer: usize,
     pub limits: Limits,
 }
 
@@ -162,6 +167,7 @@ impl ServeArgs {
             linger_timeout: self.linger_timeout,
             linger_max: self.linger_max,
             shutdown_timeout: self.shutdown_timeout,
+            send_buffer: self.send_buffer,
             limits: Limits {
                 max_pixels: (self.max_megapixels * 1e6) as u64,
                 max_dimension: self.max_dimension,

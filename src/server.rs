@@ -219,6 +219,12 @@ impl Loop {
                 return Ok(());
             }
             Stats::inc(&self.shared.stats.connections);
+            if self.shared.config.send_buffer > 0 {
+                if let Err(e) = sys::set_send_buffer(fd.as_raw_fd(), self.shared.config.send_buffer)
+                {
+                    tracing::warn!("SO_SNDBUF: {e}");
+                }
+            }
             let slot = self.insert(fd);
             let next = self.slots[slot as usize]
                 .as_mut()

@@ -62,6 +62,19 @@ pub fn ignore_sigpipe() {
     }
 }
 
+/// Sets SO_SNDBUF (the kernel doubles the value for bookkeeping overhead).
+pub fn set_send_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
+    let v = bytes.min(i32::MAX as usize) as libc::c_int;
+    syscall!(libc::setsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_SNDBUF,
+        (&v as *const libc::c_int).cast(),
+        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+    ))?;
+    Ok(())
+}
+
 /// Unread bytes in a socket's receive queue (SIOCINQ / FIONREAD).
 pub fn inq(fd: RawFd) -> io::Result<usize> {
     let mut n: libc::c_int = 0;

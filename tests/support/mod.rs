@@ -104,8 +104,13 @@ impl Server {
     }
 
     /// SIGTERM, wait for exit (bounded), return the exit code and the counters it logged.
-    pub fn stop(mut self) -> (i32, HashMap<String, u64>) {
+    pub fn stop(self) -> (i32, HashMap<String, u64>) {
         self.signal(libc::SIGTERM);
+        self.wait()
+    }
+
+    /// Waits (bounded) for an exit already under way; returns the code and the counters.
+    pub fn wait(mut self) -> (i32, HashMap<String, u64>) {
         let mut child = self.child.take().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
