@@ -288,8 +288,9 @@ impl Conn {
                             self.state = State::Discard(reader);
                             return Next::Recv;
                         }
-                        // A broken body after the response: framing is lost, close.
-                        Err(_) => return self.close(),
+                        // A broken or oversized body after the response: framing is lost.
+                        // Half-close and linger, so the unread bytes cannot become a reset.
+                        Err(_) => return self.half_close(),
                     }
                 }
                 other => {
@@ -341,8 +342,14 @@ impl Conn {
             self.state = State::Body(state);
             return None;
         }
-        let response = self.immediate(&route, sh);
-        Some(self.respond(response, ctx, reader.filter(|r| !r.is_done()), sh))
+        let mut response = self.immediate(&route, sh);
+        let unread = reader.filter(|r| !r.is_done());
+        if head.expect_continue && unread.is_some() {
+            // The client waits for `100 Continue` that will not come: the body may never
+            // arrive, so do not wait for it on this connection.
+            response = response.closing();
+        }
+        Some(self.respond(response, ctx, unread, sh))
     }
 
     /// Responses that need no body and no CPU pool.
@@ -523,6 +530,17 @@ impl Conn {
                 self.state = State::HalfClosing;
                 Next::Shutdown(proof)
             }
+        }
+    }
+
+    /// Half-closes after a drained response (between requests, the ledger is empty).
+    fn half_close(&mut self) -> Next {
+        match self.ledger.drained_if_empty() {
+            Some(proof) => {
+                self.state = State::HalfClosing;
+                Next::Shutdown(proof)
+            }
+            None => unreachable!("half_close with bytes owed"),
         }
     }
 

@@ -173,7 +173,9 @@ fn info_reports_oriented_dimensions() {
 fn errors_carry_binding_codes() {
     let s = Server::start(&["--max-body", "2000000"]);
     let t = br#"[{"imageIndex":0,"width":10}]"#;
-    let cases: Vec<(Vec<u8>, &[u8], u16, u16, &str)> = vec![
+    /// Input, transforms JSON, expected status and code, and a word the message must contain.
+    type Case<'a> = (Vec<u8>, &'a [u8], u16, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             fixture("images/html_named.jpg"),
             t,

@@ -5,7 +5,9 @@
 //!   bounds-checked ISOBMFF walker in this file reads the primary item's `ispe`, `irot`,
 //!   `imir`, `clap` and `colr` (nclx) properties from the `meta` box.
 //! * Bitstream: `rav1d` (the Rust port of dav1d, built without its assembly) through its
-//!   dav1d-compatible C API, single-threaded (`n_threads = 1`, `max_frame_delay = 1`).
+//!   dav1d-compatible C API, with 2 worker threads / 2 frame contexts per decode: rav1d 1.1.0
+//!   aborts the process on any decode error when it has a single frame context (see
+//!   `decode_av1`).
 //! * Colour: YUV → RGB with the matrix coefficients from the `colr` nclx box when present
 //!   (otherwise from the AV1 sequence header), BT.601 when unspecified; full or limited range
 //!   as signalled in the AV1 sequence header; 8/10/12-bit input, 8-bit RGBA output; chroma is
@@ -468,12 +470,10 @@ fn parse_meta(meta: &[u8]) -> Result<ContainerInfo, AvifError> {
                     vert_off: (v[6] as i32, v[7]),
                 });
             }
-            b"colr" if props.nclx_matrix.is_none() => {
-                if &p.fourcc()? == b"nclx" {
-                    p.u16()?; // colour primaries
-                    p.u16()?; // transfer characteristics
-                    props.nclx_matrix = Some(p.u16()? as u32);
-                }
+            b"colr" if props.nclx_matrix.is_none() && &p.fourcc()? == b"nclx" => {
+                p.u16()?; // colour primaries
+                p.u16()?; // transfer characteristics
+                props.nclx_matrix = Some(p.u16()? as u32);
             }
             _ => {}
         }
@@ -1283,6 +1283,21 @@ mod tests {
             assert!(decode_rgba(&full[..cut]).is_err());
             let _ = dimensions(&full[..cut]);
         }
+    }
+
+    #[test]
+    fn truncated_av1_payload_is_err() {
+        let (_, file) = encode_gradient(64, 48, true);
+        let items = read_items(&file).unwrap();
+        let payload: &[u8] = &items.primary_item;
+        for cut in [1, payload.len() / 4, payload.len() / 2, payload.len() - 1] {
+            assert!(
+                decode_av1(&payload[..cut], |_| Ok(())).is_err(),
+                "cut {cut}"
+            );
+        }
+        assert!(decode_av1(&[], |_| Ok(())).is_err());
+        assert!(parse_sequence_header(&payload[..2]).is_err());
     }
 
     struct XorShift(u64);
