@@ -69,6 +69,22 @@ pub struct ServeArgs {
     /// After a half-close, read and discard at most this many bytes before closing.
     #[arg(long, env = "LASTBYTE_LINGER_MAX", default_value_t = 64 * 1024 * 1024)]
     pub linger_max: u64,
+    /// Deadline for a whole request head, from its first byte (slowloris); 408 and close.
+    #[arg(long, env = "LASTBYTE_HEADER_TIMEOUT", default_value = "10", value_parser = parse_secs)]
+    pub header_timeout: Duration,
+    /// Longest wait for more request-body bytes (progress timeout); 408 and close.
+    #[arg(long, env = "LASTBYTE_BODY_TIMEOUT", default_value = "30", value_parser = parse_secs)]
+    pub body_timeout: Duration,
+    /// Longest wait for the first byte of a request on an open connection; then close.
+    #[arg(long, env = "LASTBYTE_IDLE_TIMEOUT", default_value = "60", value_parser = parse_secs)]
+    pub idle_timeout: Duration,
+    /// Longest time a response may make no send progress (the peer reads nothing); then the
+    /// response is aborted, counted and logged. The only timer that cuts a response.
+    #[arg(long, env = "LASTBYTE_WRITE_STALL_TIMEOUT", default_value = "30", value_parser = parse_secs)]
+    pub write_stall_timeout: Duration,
+    /// Most open connections; beyond it a new connection gets 503 and is closed.
+    #[arg(long, env = "LASTBYTE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
     /// On SIGTERM/SIGINT, wait at most this long (seconds) for responses in flight.
     #[arg(long, env = "LASTBYTE_SHUTDOWN_TIMEOUT", default_value = "30", value_parser = parse_secs)]
     pub shutdown_timeout: Duration,
@@ -117,6 +133,11 @@ pub struct Config {
     pub linger_timeout: Duration,
     pub linger_max: u64,
     pub shutdown_timeout: Duration,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub write_stall_timeout: Duration,
+    pub max_connections: usize,
     pub send_buffer: usize,
     pub limits: Limits,
 }
@@ -144,6 +165,19 @@ impl ServeArgs {
         if self.queue_depth == 0 {
             return Err("--queue-depth must be at least 1".into());
         }
+        for (name, d) in [
+            ("--header-timeout", self.header_timeout),
+            ("--body-timeout", self.body_timeout),
+            ("--idle-timeout", self.idle_timeout),
+            ("--write-stall-timeout", self.write_stall_timeout),
+        ] {
+            if d < Duration::from_millis(10) {
+                return Err(format!("{name} must be at least 0.01 seconds"));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err("--max-connections must be at least 1".into());
+        }
         if self.max_head < 1024 {
             return Err("--max-head must be at least 1024".into());
         }
@@ -167,6 +201,11 @@ impl ServeArgs {
             linger_timeout: self.linger_timeout,
             linger_max: self.linger_max,
             shutdown_timeout: self.shutdown_timeout,
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            idle_timeout: self.idle_timeout,
+            write_stall_timeout: self.write_stall_timeout,
+            max_connections: self.max_connections,
             send_buffer: self.send_buffer,
             limits: Limits {
                 max_pixels: (self.max_megapixels * 1e6) as u64,

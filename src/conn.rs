@@ -19,8 +19,11 @@ use io_uring::types::Timespec;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Smallest free space offered to a recv (bytes).
+/// Smallest free space offered to a recv while reading a request (bytes).
 const MIN_READ: usize = 16 * 1024;
+/// Read buffer kept by a connection waiting for its next request (bytes): the memory an idle
+/// keep-alive connection holds, besides the `Conn` itself.
+pub const IDLE_BUF: usize = 4 * 1024;
 /// Interim response for `Expect: 100-continue`.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -70,6 +73,19 @@ pub enum Next {
     Linger,
     /// Close the socket.
     Close,
+}
+
+/// Which deadline a connection is under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerKind {
+    /// Waiting for the first byte of a request (`--idle-timeout`).
+    Idle,
+    /// A request head under way, from its first byte (`--header-timeout`, total).
+    Head,
+    /// Waiting for more request-body bytes (`--body-timeout`, reset by progress).
+    Body,
+    /// A response making no send progress (`--write-stall-timeout`, reset by progress).
+    WriteStall,
 }
 
 /// What to do once the response in the ledger is drained.
@@ -131,6 +147,10 @@ pub struct Conn {
     linger_ts: Timespec,
     /// The server is draining: close after the current response.
     draining: bool,
+    /// The deadline of the operation in flight, if it has one.
+    timer: Option<(TimerKind, Instant)>,
+    /// The ring cancelled the operation in flight because `timer` expired.
+    expired: bool,
 }
 
 impl Conn {
@@ -150,7 +170,85 @@ impl Conn {
             msg: unsafe { std::mem::zeroed() },
             linger_ts: Timespec::new(),
             draining: false,
+            timer: None,
+            expired: false,
         })
+    }
+
+    /// The deadline of the operation in flight, if any.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.timer.map(|(_, t)| t)
+    }
+
+    /// The ring is cancelling the operation in flight because its deadline passed.
+    pub fn expire(&mut self) {
+        self.expired = true;
+    }
+
+    /// Sets the deadline for the operation about to be submitted. Only a response that makes
+    /// no progress at all can be cut (write stall); progress pushes every timer but the head's.
+    pub fn update_timer(&mut self, next: &Next, sh: &Shared) {
+        let now = Instant::now();
+        let c = &sh.config;
+        self.expired = false;
+        self.timer = match (next, &self.state) {
+            (Next::Recv, State::Head { .. }) if self.pos == self.len => {
+                Some((TimerKind::Idle, now + c.idle_timeout))
+            }
+            (Next::Recv, State::Head { .. }) => match self.timer {
+                Some((TimerKind::Head, t)) => Some((TimerKind::Head, t)),
+                _ => Some((TimerKind::Head, now + c.header_timeout)),
+            },
+            (Next::Recv, State::Body(_) | State::Discard(_)) => {
+                Some((TimerKind::Body, now + c.body_timeout))
+            }
+            (Next::Send, _) => Some((TimerKind::WriteStall, now + c.write_stall_timeout)),
+            _ => None,
+        };
+    }
+
+    /// A connection over `--max-connections`: answer 503 and close.
+    pub fn refuse(&mut self, sh: &Shared) -> Next {
+        Stats::inc(&sh.stats.connections_refused);
+        let ctx = ReqCtx {
+            head_method: false,
+            keep_alive: false,
+        };
+        let r = Response::text(503, "too many connections").with_header("Retry-After", "1".into());
+        self.respond(r.closing(), ctx, None, sh)
+    }
+
+    /// A recv was cancelled because its deadline passed.
+    fn recv_timed_out(&mut self, sh: &Shared) -> Next {
+        let st = &sh.stats;
+        let ctx = ReqCtx {
+            head_method: false,
+            keep_alive: false,
+        };
+        match self.timer.map(|(k, _)| k) {
+            Some(TimerKind::Head) => {
+                Stats::inc(&st.header_timeouts);
+                self.respond(
+                    Response::text(408, "request head timed out").closing(),
+                    ctx,
+                    None,
+                    sh,
+                )
+            }
+            Some(TimerKind::Body) => {
+                Stats::inc(&st.body_timeouts);
+                self.respond(
+                    Response::text(408, "request body timed out").closing(),
+                    ctx,
+                    None,
+                    sh,
+                )
+            }
+            _ => {
+                Stats::inc(&st.idle_timeouts);
+                self.close()
+            }
+        }
     }
 
     /// The first operation for a new connection.
@@ -173,6 +271,13 @@ impl Conn {
         if self.pos == self.len {
             self.pos = 0;
             self.len = 0;
+            if matches!(self.state, State::Head { .. }) {
+                // Between requests: hold only a small buffer (bounded idle memory).
+                if self.buf.len() != IDLE_BUF {
+                    self.buf = vec![0; IDLE_BUF];
+                }
+                return (self.buf.as_mut_ptr(), IDLE_BUF);
+            }
         }
         if self.buf.len() - self.len < MIN_READ {
             if self.pos > 0 {
@@ -209,6 +314,9 @@ impl Conn {
 
     /// A recv completed with `res` (bytes, 0 = EOF, or -errno).
     pub fn on_recv(&mut self, res: i32, sh: &Shared) -> Next {
+        if res == -libc::ECANCELED && self.expired {
+            return self.recv_timed_out(sh);
+        }
         if res <= 0 {
             if res == -libc::ECONNRESET {
                 Stats::inc(&self.stats(sh).econnreset);
@@ -455,6 +563,14 @@ impl Conn {
     pub fn on_send(&mut self, res: i32, sh: &Shared) -> Next {
         let st = &sh.stats;
         Stats::inc(&st.sends);
+        if res == -libc::ECANCELED && self.expired {
+            Stats::inc(&st.write_stall_aborts);
+            let secs = sh.config.write_stall_timeout.as_secs_f64();
+            return self.fail_response(
+                sh,
+                &format!("write stalled for {secs}s: the peer reads nothing"),
+            );
+        }
         if res < 0 {
             let c = match -res {
                 libc::EPIPE => &st.epipe,

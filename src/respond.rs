@@ -69,6 +69,8 @@ pub fn is_binding_path(path: &str) -> bool {
 pub fn head_error(e: &HeadError) -> Response {
     let status = match e {
         HeadError::HeadTooLarge | HeadError::TooManyHeaders => 431,
+        HeadError::RequestLineTooLong => 414,
+        HeadError::ExpectationFailed => 417,
         HeadError::Malformed(_) => 400,
         HeadError::Version => 505,
         HeadError::UnsupportedTransferEncoding => 501,

@@ -13,9 +13,12 @@ use io_uring::types::Timespec;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Submission queue size of a ring.
 const RING_ENTRIES: u32 = 1024;
+/// `Token::slot` of the deadline tick (the drain deadline timer uses 0).
+const TICK: u32 = 1;
 
 struct Slot {
     conn: Box<Conn>,
@@ -25,8 +28,10 @@ struct Slot {
     inflight: u32,
     /// The close op was submitted; the slot is freed when `inflight` reaches 0.
     closing: bool,
-    /// Whether the op in flight is a plain recv (cancellable when draining).
-    recv_pending: bool,
+    /// The recv or send in flight, if any (what a timeout or a drain cancels).
+    pending: Option<Kind>,
+    /// A cancel for `pending` was requested; its completion is awaited, never forgotten.
+    cancelling: bool,
 }
 
 /// How the loop ended.
@@ -53,6 +58,7 @@ struct Loop {
     sig_buf: Box<[u8; 128]>,
     sig_pending: bool,
     timer_ts: Box<Timespec>,
+    tick_ts: Box<Timespec>,
     shared: Arc<Shared>,
     pool: Pool,
     mailbox: Arc<Mailbox>,
@@ -100,6 +106,7 @@ pub fn run(config: Config) -> io::Result<Exit> {
         sig_buf: Box::new([0; 128]),
         sig_pending: false,
         timer_ts: Box::new(Timespec::new()),
+        tick_ts: Box::new(Timespec::new()),
         shared,
         pool,
         mailbox,
@@ -121,6 +128,7 @@ impl Loop {
         }
         self.arm_wake()?;
         self.arm_signal()?;
+        self.arm_tick()?;
         let mut cqes = Vec::with_capacity(256);
         loop {
             if self.draining && self.live == 0 && !self.accepting.iter().any(|a| *a) {
@@ -171,6 +179,46 @@ impl Loop {
         }
     }
 
+    /// Arms the timer that checks connection deadlines: a quarter of the shortest timeout,
+    /// between 10 ms and 500 ms.
+    fn arm_tick(&mut self) -> io::Result<()> {
+        let c = &self.shared.config;
+        let shortest = [
+            c.header_timeout,
+            c.body_timeout,
+            c.idle_timeout,
+            c.write_stall_timeout,
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(Duration::from_secs(1));
+        let tick = (shortest / 4).clamp(Duration::from_millis(10), Duration::from_millis(500));
+        *self.tick_ts = Timespec::new()
+            .sec(tick.as_secs())
+            .nsec(tick.subsec_nanos());
+        let ts: *const Timespec = &*self.tick_ts;
+        // SAFETY: `tick_ts` is boxed and lives as long as the loop; one tick is armed at a time.
+        unsafe { self.ring.timer(Token::new(TICK, 0, Kind::Timer), ts) }
+    }
+
+    /// Cancels the operation of every connection whose deadline passed. The cancelled
+    /// operation still completes, and its result still counts.
+    fn expire_deadlines(&mut self) -> io::Result<()> {
+        let now = Instant::now();
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            let Some(s) = s else { continue };
+            let (Some(kind), false) = (s.pending, s.cancelling) else {
+                continue;
+            };
+            if s.conn.deadline().is_some_and(|d| d <= now) {
+                s.conn.expire();
+                s.cancelling = true;
+                self.ring.cancel(Token::new(i as u32, s.gen, kind))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Handles one completion; `Some` ends the loop.
     fn complete(&mut self, t: Token, res: i32) -> io::Result<Option<Exit>> {
         match t.kind {
@@ -194,6 +242,10 @@ impl Loop {
                 }
                 self.start_drain()?;
                 self.arm_signal()?;
+            }
+            Kind::Timer if t.slot == TICK => {
+                self.expire_deadlines()?;
+                self.arm_tick()?;
             }
             Kind::Timer => {
                 if self.draining && res == -libc::ETIME {
@@ -225,12 +277,17 @@ impl Loop {
                     tracing::warn!("SO_SNDBUF: {e}");
                 }
             }
+            let over = self.live >= self.shared.config.max_connections;
             let slot = self.insert(fd);
-            let next = self.slots[slot as usize]
+            let conn = &mut self.slots[slot as usize]
                 .as_mut()
                 .expect("just inserted")
-                .conn
-                .start();
+                .conn;
+            let next = if over {
+                conn.refuse(&self.shared)
+            } else {
+                conn.start()
+            };
             self.execute(slot, next)?;
         } else if res != -libc::ECANCELED {
             tracing::warn!("accept failed: {}", io::Error::from_raw_os_error(-res));
@@ -256,7 +313,8 @@ impl Loop {
             gen,
             inflight: 0,
             closing: false,
-            recv_pending: false,
+            pending: None,
+            cancelling: false,
         };
         self.live += 1;
         match self.free.pop() {
@@ -285,9 +343,12 @@ impl Loop {
             return Ok(());
         };
         slot.inflight -= 1;
+        if matches!(t.kind, Kind::Recv | Kind::Send) {
+            slot.pending = None;
+            slot.cancelling = false;
+        }
         let next = match t.kind {
             Kind::Recv => {
-                slot.recv_pending = false;
                 if slot.conn.is_lingering() {
                     Some(slot.conn.on_linger(res, &sh))
                 } else {
@@ -320,6 +381,7 @@ impl Loop {
         loop {
             let slot = self.slots[i as usize].as_mut().expect("live slot");
             let tok = |k| Token::new(i, slot.gen, k);
+            slot.conn.update_timer(&next, &self.shared);
             match next {
                 Next::Recv => {
                     let (buf, len) = slot.conn.recv_buf();
@@ -327,8 +389,9 @@ impl Loop {
                     // after every completion for it arrived; it is not touched until then.
                     unsafe { self.ring.recv(tok(Kind::Recv), slot.fd, buf, len, None)? };
                     slot.inflight += 1;
-                    slot.recv_pending = true;
+                    slot.pending = Some(Kind::Recv);
                     if self.draining && slot.conn.is_idle() {
+                        slot.cancelling = true;
                         self.ring.cancel(tok(Kind::Recv))?;
                     }
                 }
@@ -348,6 +411,7 @@ impl Loop {
                     // its ledger until this send's completion.
                     unsafe { self.ring.send(tok(Kind::Send), slot.fd, msg)? };
                     slot.inflight += 1;
+                    slot.pending = Some(Kind::Send);
                 }
                 Next::Shutdown(proof) => {
                     self.ring.shutdown(tok(Kind::Shutdown), slot.fd, proof)?;
@@ -381,7 +445,8 @@ impl Loop {
         for (i, s) in self.slots.iter_mut().enumerate() {
             if let Some(s) = s {
                 s.conn.set_draining();
-                if s.recv_pending && s.conn.is_idle() {
+                if s.pending == Some(Kind::Recv) && !s.cancelling && s.conn.is_idle() {
+                    s.cancelling = true;
                     self.ring.cancel(Token::new(i as u32, s.gen, Kind::Recv))?;
                 }
             }

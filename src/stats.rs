@@ -56,6 +56,16 @@ counters! {
     jobs,
     jobs_busy,
     jobs_panicked,
+    /// Connections closed by the idle (keep-alive) timeout.
+    idle_timeouts,
+    /// Requests whose head did not complete within --header-timeout (408).
+    header_timeouts,
+    /// Requests whose body made no progress within --body-timeout (408).
+    body_timeouts,
+    /// Responses aborted because the peer read nothing for --write-stall-timeout.
+    write_stall_aborts,
+    /// Connections refused (503) because --max-connections were open.
+    connections_refused,
     /// Connections aborted by the shutdown deadline.
     shutdown_aborts,
     /// Responses with status >= 400.

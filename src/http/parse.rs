@@ -8,6 +8,9 @@ use memchr::memchr_iter;
 
 /// Most header fields accepted in one request head (more → 431).
 pub const MAX_HEADERS: usize = 100;
+/// Longest request line (method, target, version) accepted (longer → 414). Room for a
+/// 4,000-character query many times over; a 64 KiB target is refused.
+pub const MAX_REQUEST_LINE: usize = 16 * 1024;
 
 /// How a request's body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +73,10 @@ pub struct RequestHead {
 pub enum HeadError {
     /// The head is longer than the configured limit (431).
     HeadTooLarge,
+    /// The request line is longer than [`MAX_REQUEST_LINE`] (414).
+    RequestLineTooLong,
+    /// An `Expect` other than `100-continue` (417).
+    ExpectationFailed,
     /// More than [`MAX_HEADERS`] fields (431).
     TooManyHeaders,
     /// Syntax error in the request line or a header (400).
@@ -84,6 +91,8 @@ impl HeadError {
     pub fn message(&self) -> &'static str {
         match self {
             HeadError::HeadTooLarge => "request head too large",
+            HeadError::RequestLineTooLong => "request line too long",
+            HeadError::ExpectationFailed => "unsupported expectation",
             HeadError::TooManyHeaders => "too many header fields",
             HeadError::Malformed(m) => m,
             HeadError::Version => "HTTP version not supported",
@@ -125,12 +134,22 @@ pub fn parse_head(buf: &[u8], prev_len: usize, max_head: usize) -> Result<HeadSt
         .iter()
         .take_while(|&&b| b == b'\r' || b == b'\n')
         .count();
+    // The request line is checked once, when the input first grows past the line limit.
+    if buf.len() > MAX_REQUEST_LINE + skip
+        && prev_len <= MAX_REQUEST_LINE + skip
+        && memchr::memchr(b'\n', &buf[skip..=MAX_REQUEST_LINE + skip]).is_none()
+    {
+        return Err(HeadError::RequestLineTooLong);
+    }
     let Some(end) = find_head_end(buf, prev_len.max(skip)) else {
         if buf.len() > max_head {
             return Err(HeadError::HeadTooLarge);
         }
         return Ok(HeadStatus::Partial { scanned: buf.len() });
     };
+    if memchr::memchr(b'\n', &buf[skip..end]).is_some_and(|i| i > MAX_REQUEST_LINE) {
+        return Err(HeadError::RequestLineTooLong);
+    }
     if end > max_head {
         return Err(HeadError::HeadTooLarge);
     }
@@ -141,9 +160,30 @@ pub fn parse_head(buf: &[u8], prev_len: usize, max_head: usize) -> Result<HeadSt
         Ok(httparse::Status::Partial) => {
             return Err(HeadError::Malformed("malformed request head"))
         }
+        Err(httparse::Error::Version) => return Err(version_error(&buf[skip..end])),
         Err(e) => return Err(map_httparse(e)),
     };
     head_from(&req, n).map(HeadStatus::Complete)
+}
+
+/// httparse reports any oddity at the end of the request line as a version error: only a
+/// well-formed `HTTP/d.d` with an unsupported version is 505; the rest is 400.
+fn version_error(head: &[u8]) -> HeadError {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or(b"");
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    match parts.as_slice() {
+        [_, _, v]
+            if v.len() == 8
+                && v.starts_with(b"HTTP/")
+                && v[5].is_ascii_digit()
+                && v[6] == b'.'
+                && v[7].is_ascii_digit() =>
+        {
+            HeadError::Version
+        }
+        _ => HeadError::Malformed("invalid request line"),
+    }
 }
 
 fn map_httparse(e: httparse::Error) -> HeadError {
@@ -166,8 +206,8 @@ fn head_from(req: &httparse::Request<'_, '_>, head_len: usize) -> Result<Request
     let (path, query) = split_target(target)?;
 
     let mut content_length: Option<u64> = None;
-    let mut chunked = false;
-    let mut saw_te = false;
+    // Transfer codings in order, across all Transfer-Encoding fields.
+    let mut codings: Vec<bool> = Vec::new(); // true = chunked
     let mut conn_close = false;
     let mut conn_keep_alive = false;
     let mut expect_continue = false;
@@ -185,19 +225,9 @@ fn head_from(req: &httparse::Request<'_, '_>, head_len: usize) -> Result<Request
             }
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            // Only a single, final `chunked` coding is accepted; anything else is 501.
             for coding in value.split(',').map(|c| c.trim_matches([' ', '\t'])) {
-                if coding.is_empty() {
-                    continue;
-                }
-                if chunked || saw_te && !coding.eq_ignore_ascii_case("chunked") {
-                    return Err(HeadError::UnsupportedTransferEncoding);
-                }
-                saw_te = true;
-                if coding.eq_ignore_ascii_case("chunked") {
-                    chunked = true;
-                } else {
-                    return Err(HeadError::UnsupportedTransferEncoding);
+                if !coding.is_empty() {
+                    codings.push(coding.eq_ignore_ascii_case("chunked"));
                 }
             }
         } else if name.eq_ignore_ascii_case("connection") {
@@ -206,20 +236,36 @@ fn head_from(req: &httparse::Request<'_, '_>, head_len: usize) -> Result<Request
                 conn_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
             }
         } else if name.eq_ignore_ascii_case("expect") {
-            if value.eq_ignore_ascii_case("100-continue") {
-                expect_continue = true;
+            if !value.eq_ignore_ascii_case("100-continue") {
+                return Err(HeadError::ExpectationFailed);
             }
+            expect_continue = true;
         } else if name.eq_ignore_ascii_case("content-type") {
             content_type = Some(value.to_string());
         } else if name.eq_ignore_ascii_case("host") {
             host += 1;
         }
     }
+    // RFC 9112 §6.1/§6.3: chunked must be the final coding, applied once (else 400);
+    // a coding this server does not know is 501; TE with Content-Length is 400.
+    let saw_te = !codings.is_empty();
     if saw_te && content_length.is_some() {
         return Err(HeadError::Malformed(
             "both Transfer-Encoding and Content-Length",
         ));
     }
+    if saw_te && codings.last() != Some(&true) && codings.contains(&true) {
+        return Err(HeadError::Malformed(
+            "chunked is not the final transfer coding",
+        ));
+    }
+    if codings.contains(&false) {
+        return Err(HeadError::UnsupportedTransferEncoding);
+    }
+    if codings.len() > 1 {
+        return Err(HeadError::Malformed("chunked applied more than once"));
+    }
+    let chunked = saw_te;
     if minor_version == 1 && host != 1 {
         return Err(HeadError::Malformed(
             "HTTP/1.1 request needs exactly one Host",
@@ -402,14 +448,24 @@ mod tests {
         assert_eq!(h.body, BodyFraming::Chunked);
         for bad in [
             &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"[..],
-            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
         ] {
             assert_eq!(
                 parse_both(bad).unwrap_err(),
                 HeadError::UnsupportedTransferEncoding
             );
         }
+        for bad in [
+            &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert!(matches!(parse_both(bad), Err(HeadError::Malformed(_))));
+        }
+        // Header order does not matter.
+        let h = parse_both(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.body, BodyFraming::Chunked);
     }
 
     #[test]
@@ -418,7 +474,7 @@ mod tests {
         big.extend(std::iter::repeat_n(b'a', MAX));
         assert_eq!(
             parse_head(&big, 0, MAX).unwrap_err(),
-            HeadError::HeadTooLarge
+            HeadError::RequestLineTooLong
         );
         let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
         for i in 0..MAX_HEADERS {
@@ -434,6 +490,49 @@ mod tests {
             parse_both(b"GET / HTTP/1.1\r\n\r\n"),
             Err(HeadError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn request_line_limit_is_414() {
+        let q = "q".repeat(4000);
+        let ok = format!("GET /?{q} HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(parse_both(ok.as_bytes()).unwrap().is_some());
+        let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(64 * 1024));
+        assert_eq!(
+            parse_both(long.as_bytes()).unwrap_err(),
+            HeadError::RequestLineTooLong
+        );
+        let field = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "v".repeat(64 * 1024)
+        );
+        assert_eq!(
+            parse_both(field.as_bytes()).unwrap_err(),
+            HeadError::HeadTooLarge
+        );
+    }
+
+    #[test]
+    fn field_syntax_rules() {
+        for bad in [
+            &b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n"[..], // obs-fold
+            b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",                   // space before colon
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n",         // NUL in value
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n",         // bare CR in value
+            b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n",                 // space in target
+            b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n",                    // bad method char
+        ] {
+            assert!(
+                matches!(parse_both(bad), Err(HeadError::Malformed(_))),
+                "{:?} -> {:?}",
+                String::from_utf8_lossy(bad),
+                parse_both(bad)
+            );
+        }
+        assert_eq!(
+            parse_both(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: fly\r\n\r\n").unwrap_err(),
+            HeadError::ExpectationFailed
+        );
     }
 
     #[test]

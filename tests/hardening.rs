@@ -1,0 +1,273 @@
+//! Timers, limits and close paths under hostile or slow clients, over real sockets.
+
+mod support;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn read_to_end(c: &mut impl Read) -> (Vec<u8>, Option<std::io::Error>) {
+    let mut v = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return (v, None),
+            Ok(n) => v.extend_from_slice(&buf[..n]),
+            Err(e) => return (v, Some(e)),
+        }
+    }
+}
+
+#[test]
+fn slowloris_head_gets_408_at_the_total_deadline() {
+    let s = Server::start(&["--header-timeout", "0.4"]);
+    let mut c = s.connect();
+    let start = Instant::now();
+    // One byte every 50 ms: steady progress, but the head never completes in time.
+    let line = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut sent = 0;
+    c.set_nonblocking(true).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while start.elapsed() < Duration::from_secs(5) {
+        if sent < line.len() {
+            let _ = c.write(&line[sent..sent + 1]).map(|n| sent += n);
+        }
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let elapsed = start.elapsed();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(
+        elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+    let (_, st) = s.stop();
+    assert_eq!(st["header_timeouts"], 1);
+}
+
+#[test]
+fn idle_keep_alive_connection_is_closed() {
+    let s = Server::start(&["--idle-timeout", "0.3"]);
+    let mut c = s.connect();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let start = Instant::now();
+    assert_eq!(read_response(&mut c).status, 200);
+    let (rest, err) = read_to_end(&mut c);
+    assert!(
+        rest.is_empty() && err.is_none(),
+        "a quiet close, no bytes: {rest:?} {err:?}"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        start.elapsed()
+    );
+    // A connection that never sends anything is closed the same way.
+    let mut quiet = s.connect();
+    let (rest, _) = read_to_end(&mut quiet);
+    assert!(rest.is_empty());
+    let (_, st) = s.stop();
+    assert_eq!(st["idle_timeouts"], 2);
+}
+
+#[test]
+fn body_timeout_is_a_progress_timeout() {
+    let s = Server::start(&["--body-timeout", "0.4"]);
+    // Progress every 150 ms for ~1.2 s: never cut.
+    let mut c = s.connect();
+    c.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n")
+        .unwrap();
+    for b in b"abcdefgh" {
+        std::thread::sleep(Duration::from_millis(150));
+        c.write_all(std::slice::from_ref(b)).unwrap();
+    }
+    assert_eq!(read_response(&mut c).body, b"abcdefgh");
+    // A stalled body: 408, then close.
+    let mut c = s.connect();
+    c.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\nabc")
+        .unwrap();
+    let r = read_response(&mut c);
+    assert_eq!(r.status, 408);
+    assert_eq!(r.header("connection"), Some("close"));
+    let (_, st) = s.stop();
+    assert_eq!(st["body_timeouts"], 1);
+}
+
+#[test]
+fn write_stall_aborts_only_a_response_that_makes_no_progress() {
+    let s = Server::start(&["--write-stall-timeout", "0.5", "--send-buffer", "65536"]);
+    // A slow reader that keeps making progress (a read every 200 ms) is never cut.
+    let mut c = s.connect();
+    c.write_all(b"GET /bytes/1M HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let slow = Pace {
+        read_size: 128 * 1024,
+        sleep: Duration::from_millis(200),
+    };
+    let r = read_response_paced(&mut c, &mut Vec::new(), slow)
+        .expect("a progressing reader is never cut");
+    assert_eq!(pattern_mismatch(&r.body), None);
+    // A reader that reads nothing: aborted after the stall timeout; what it then reads is
+    // visibly short (EOF before Content-Length), never a clean-looking short body.
+    let mut c = s.connect();
+    c.write_all(b"GET /bytes/16M HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let t = read_response_paced(&mut c, &mut Vec::new(), Pace::FAST).expect_err("aborted");
+    assert!(t.got < t.expected, "{t:?}");
+    let (_, st) = s.stop();
+    assert_eq!(st["write_stall_aborts"], 1);
+    assert_eq!(st["responses_failed"], 1);
+}
+
+#[test]
+fn connection_cap_refuses_with_503() {
+    let s = Server::start(&["--max-connections", "3"]);
+    // The readiness probe has closed; hold three connections.
+    let held: Vec<_> = (0..3).map(|_| s.connect()).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut extra = s.connect();
+    let r = read_response(&mut extra);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("connection"), Some("close"));
+    drop(held);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        roundtrip(&s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").status,
+        200
+    );
+    let (_, st) = s.stop();
+    assert_eq!(st["connections_refused"], 1);
+}
+
+#[test]
+fn tcp_client_still_uploading_reads_the_whole_413() {
+    let s = Server::start_tcp(&["--max-body", "100000"]);
+    for expect in [false, true] {
+        let mut c = TcpStream::connect(s.tcp.unwrap()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let upload = 8 << 20;
+        let head = format!(
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {upload}\r\n{}\r\n",
+            if expect {
+                "Expect: 100-continue\r\n"
+            } else {
+                ""
+            }
+        );
+        c.write_all(head.as_bytes()).unwrap();
+        let mut w = c.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut sent = 0;
+            while sent < upload {
+                match w.write(&chunk) {
+                    Ok(n) => sent += n,
+                    Err(_) => break,
+                }
+            }
+            sent
+        });
+        let r = read_response(&mut c);
+        assert_eq!(r.status, 413, "expect={expect}");
+        assert!(r.text().contains("too large"));
+        let (rest, err) = read_to_end(&mut c);
+        assert!(
+            rest.is_empty() && err.is_none(),
+            "expect={expect}: clean EOF, no reset: {err:?}"
+        );
+        writer.join().unwrap();
+    }
+    let (_, st) = s.stop();
+    assert!(st["linger_bytes"] > 0);
+}
+
+#[test]
+fn status_codes_over_the_socket() {
+    let s = Server::start(&[]);
+    let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(64 * 1024));
+    let r = roundtrip(&s, long.as_bytes());
+    assert_eq!(r.status, 414);
+    let r = roundtrip(
+        &s,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: tea\r\nContent-Length: 1\r\n\r\nx",
+    );
+    assert_eq!(r.status, 417);
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..1000 {
+        many.push_str(&format!("X-{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    assert_eq!(roundtrip(&s, many.as_bytes()).status, 431);
+    // Accepted: a 4,000-character query, 4 KiB header values, 50 fields, 64 KiB /echo body.
+    let mut ok = format!("POST /echo?{} HTTP/1.1\r\nHost: x\r\n", "q".repeat(4000));
+    for i in 0..50 {
+        ok.push_str(&format!(
+            "X-{i}: {}\r\n",
+            if i < 4 { "v".repeat(4096) } else { "v".into() }
+        ));
+    }
+    let body = vec![b'b'; 64 * 1024];
+    ok.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut req = ok.into_bytes();
+    req.extend_from_slice(&body);
+    let r = roundtrip(&s, &req);
+    assert_eq!(r.status, 200);
+    assert!(r.body == body);
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn thousand_idle_and_slow_connections_do_not_block_a_new_client() {
+    let s = Server::start(&[]);
+    // Warm up: the first requests allocate what every later one reuses.
+    for _ in 0..3 {
+        roundtrip(&s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    let before = rss_kib(s.pid());
+    let mut conns = Vec::new();
+    for i in 0..1000 {
+        let mut c = s.connect();
+        match i % 3 {
+            0 => {}                                                    // idle, never sends
+            1 => c.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap(), // slowloris
+            _ => {
+                // a keep-alive connection after one request
+                c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                read_response(&mut c);
+            }
+        }
+        conns.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let after = rss_kib(s.pid());
+    let per_conn = (after.saturating_sub(before)) * 1024 / 1000;
+    println!("server RSS {before} KiB -> {after} KiB with 1000 idle/slow connections: {per_conn} bytes each");
+    let start = Instant::now();
+    let r = roundtrip(&s, b"GET /bytes/1K HTTP/1.1\r\nHost: x\r\n\r\n");
+    let took = start.elapsed();
+    println!("new client served in {took:?}");
+    assert_eq!(r.status, 200);
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(per_conn < 32 * 1024, "{per_conn} bytes per idle connection");
+    drop(conns);
+    let (code, _) = s.stop();
+    assert_eq!(code, 0);
+}
