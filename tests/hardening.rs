@@ -271,3 +271,24 @@ fn thousand_idle_and_slow_connections_do_not_block_a_new_client() {
     let (code, _) = s.stop();
     assert_eq!(code, 0);
 }
+
+#[test]
+fn request_pipelined_after_close_is_not_served_and_response_arrives_whole_over_tcp() {
+    let s = Server::start_tcp(&[]);
+    let mut c = TcpStream::connect(s.tcp.unwrap()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // A large response, then a pipelined request (with a body) that must not be served.
+    let mut req = b"GET /bytes/8M HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec();
+    req.extend_from_slice(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
+    req.extend(std::iter::repeat_n(b'p', 100_000));
+    c.write_all(&req).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let r = read_response_paced(&mut c, &mut Vec::new(), Pace::FAST).expect("whole response, no reset");
+    assert_eq!(r.body.len(), 8 << 20);
+    assert_eq!(pattern_mismatch(&r.body), None);
+    let (rest, err) = read_to_end(&mut c);
+    assert!(rest.is_empty() && err.is_none(), "{} extra bytes, {err:?}", rest.len());
+    drop(c); // EOF ends the server's lingering close
+    let (_, st) = s.stop();
+    assert_eq!(st["requests"], 1, "the pipelined request was not served");
+}
