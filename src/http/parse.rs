@@ -64,6 +64,8 @@ pub struct RequestHead {
     pub body: BodyFraming,
     pub expect_continue: bool,
     pub content_type: Option<String>,
+    /// The `Accept` header (for `format=auto` on the URL interface).
+    pub accept: Option<String>,
     /// Bytes of the head, including the final empty line.
     pub head_len: usize,
 }
@@ -212,6 +214,7 @@ fn head_from(req: &httparse::Request<'_, '_>, head_len: usize) -> Result<Request
     let mut conn_keep_alive = false;
     let mut expect_continue = false;
     let mut content_type = None;
+    let mut accept: Option<String> = None;
     let mut host = 0usize;
     for h in req.headers.iter() {
         let name = h.name;
@@ -242,6 +245,12 @@ fn head_from(req: &httparse::Request<'_, '_>, head_len: usize) -> Result<Request
             expect_continue = true;
         } else if name.eq_ignore_ascii_case("content-type") {
             content_type = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("accept") {
+            // Several Accept fields combine into one list.
+            accept = Some(match accept {
+                Some(prev) => format!("{prev}, {value}"),
+                None => value.to_string(),
+            });
         } else if name.eq_ignore_ascii_case("host") {
             host += 1;
         }
@@ -290,6 +299,7 @@ fn head_from(req: &httparse::Request<'_, '_>, head_len: usize) -> Result<Request
         body,
         expect_continue,
         content_type,
+        accept,
         head_len,
     })
 }
