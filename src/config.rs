@@ -32,6 +32,9 @@ pub struct ServeArgs {
     /// TCP address to listen on (e.g. 127.0.0.1:8080).
     #[arg(long, env = "LASTBYTE_TCP")]
     pub tcp: Option<SocketAddr>,
+    /// I/O rings, each on its own thread (0 = one per core).
+    #[arg(long, env = "LASTBYTE_WORKERS", default_value_t = 0)]
+    pub workers: usize,
     /// Threads running image jobs (0 = one per core).
     #[arg(long, env = "LASTBYTE_CPU_THREADS", default_value_t = 0)]
     pub cpu_threads: usize,
@@ -124,6 +127,7 @@ pub struct Limits {
 pub struct Config {
     pub unix: Option<PathBuf>,
     pub tcp: Option<SocketAddr>,
+    pub workers: usize,
     pub cpu_threads: usize,
     pub queue_depth: usize,
     pub max_body: u64,
@@ -162,6 +166,9 @@ impl ServeArgs {
         if self.max_megapixels.is_nan() || self.max_megapixels <= 0.0 {
             return Err("--max-megapixels must be positive".into());
         }
+        if self.workers > 256 {
+            return Err("--workers must be at most 256".into());
+        }
         if self.queue_depth == 0 {
             return Err("--queue-depth must be at least 1".into());
         }
@@ -188,6 +195,11 @@ impl ServeArgs {
         Ok(Config {
             unix,
             tcp: self.tcp,
+            workers: if self.workers == 0 {
+                cores
+            } else {
+                self.workers
+            },
             cpu_threads: if self.cpu_threads == 0 {
                 cores
             } else {

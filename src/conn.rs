@@ -16,6 +16,7 @@ use crate::route::{self, Route};
 use crate::stats::Stats;
 use bytes::Bytes;
 use io_uring::types::Timespec;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,12 @@ pub struct Shared {
     pub config: Config,
     pub stats: Arc<Stats>,
     pattern: OnceLock<Bytes>,
+    /// SIGTERM/SIGINT arrived: stop accepting, finish what is in flight.
+    draining: AtomicBool,
+    /// A second signal or the drain deadline: stop now.
+    aborting: AtomicBool,
+    /// Open connections across all rings (for `--max-connections`).
+    pub open_connections: AtomicUsize,
 }
 
 impl Shared {
@@ -40,7 +47,26 @@ impl Shared {
             config,
             stats,
             pattern: OnceLock::new(),
+            draining: AtomicBool::new(false),
+            aborting: AtomicBool::new(false),
+            open_connections: AtomicUsize::new(0),
         }
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn start_aborting(&self) {
+        self.aborting.store(true, Ordering::SeqCst);
+    }
+
+    pub fn aborting(&self) -> bool {
+        self.aborting.load(Ordering::SeqCst)
     }
 
     /// The `/bytes` pattern, built once: byte i = byte i%4 of the little-endian u32 i/4.
@@ -317,6 +343,11 @@ impl Conn {
         if res == -libc::ECANCELED && self.expired {
             return self.recv_timed_out(sh);
         }
+        if res == -libc::ECANCELED && self.draining && self.is_idle() {
+            // Draining: an idle keep-alive connection is half-closed (the client sees EOF
+            // and knows to retry elsewhere), then lingered like any other close.
+            return self.half_close();
+        }
         if res <= 0 {
             if res == -libc::ECONNRESET {
                 Stats::inc(&self.stats(sh).econnreset);
@@ -483,7 +514,7 @@ impl Conn {
             Route::MethodNotAllowed(allow) => {
                 Response::text(405, "method not allowed").with_header("Allow", allow.to_string())
             }
-            Route::Transform | Route::Info | Route::Echo => {
+            Route::Transform | Route::Info | Route::Echo | Route::ImageUrl(_) => {
                 unreachable!("body routes are dispatched after reading the body")
             }
         }
@@ -504,6 +535,10 @@ impl Conn {
                 Box::new(move || handlers::transform(ct.as_deref(), body, &limits))
             }
             Route::Info => Box::new(move || handlers::info(ct.as_deref(), body)),
+            Route::ImageUrl(options) => {
+                let (limits, accept) = (sh.config.limits.clone(), b.head.accept);
+                Box::new(move || handlers::image_url(&options, accept.as_deref(), body, &limits))
+            }
             _ => unreachable!("only body routes are dispatched"),
         };
         self.state = State::Job(ctx);

@@ -3,6 +3,7 @@
 
 use crate::config::Limits;
 use crate::http::multipart::{self, Part};
+use crate::image::url::{self, UrlResult};
 use crate::image::{pipeline, ImageError};
 use crate::respond::Response;
 use bytes::Bytes;
@@ -30,6 +31,25 @@ pub fn transform(content_type: Option<&str>, body: Bytes, limits: &Limits) -> Re
     }
 }
 
+/// `POST /cdn-cgi/image/<options>`: the URL interface on the raw request body.
+pub fn image_url(options: &str, accept: Option<&str>, body: Bytes, limits: &Limits) -> Response {
+    match url::run(options, accept, body, limits) {
+        Ok(UrlResult::Image {
+            encoded,
+            vary_accept,
+        }) => {
+            let r = Response::new(200, encoded.mime, encoded.bytes);
+            if vary_accept {
+                r.with_header("Vary", "Accept".to_string())
+            } else {
+                r
+            }
+        }
+        Ok(UrlResult::Json(json)) => Response::new(200, "application/json", json),
+        Err(e) => Response::binding_error(&e),
+    }
+}
+
 /// `POST /info`.
 pub fn info(content_type: Option<&str>, body: Bytes) -> Response {
     match parts(content_type, &body).and_then(pipeline::info) {
@@ -52,6 +72,7 @@ pub fn root_page() -> Response {
              routes:\n  \
              POST /transform          Images binding protocol (multipart)\n  \
              POST /info               {{format, file_size, width, height}}\n  \
+             POST /cdn-cgi/image/<o>  URL-interface options on the request body\n  \
              POST /echo               the decoded request body\n  \
              GET|HEAD|POST /bytes/<n> n deterministic bytes (K, M suffixes)\n  \
              GET /healthz             liveness",

@@ -27,3 +27,4 @@ pub mod respond;
 pub mod route;
 pub mod server;
 pub mod stats;
+pub mod worker;

@@ -35,6 +35,11 @@ impl Mailbox {
         })
     }
 
+    /// The eventfd this mailbox wakes.
+    pub fn wake_fd(&self) -> RawFd {
+        self.wake_fd
+    }
+
     fn post(&self, key: u64, r: Response) {
         self.done
             .lock()

@@ -10,6 +10,9 @@ pub enum Route {
     Info,
     /// `POST /echo`: answers the decoded request body.
     Echo,
+    /// `POST /cdn-cgi/image/<options>[/<anything>]`: the URL interface; the body is the
+    /// image and the value is the raw `<options>` segment.
+    ImageUrl(String),
     /// `GET|HEAD|POST /bytes/<n>`: n pattern bytes; the request body is not used.
     Bytes(u64),
     /// `/bytes/<junk>`.
@@ -26,7 +29,10 @@ pub enum Route {
 impl Route {
     /// Routes that read the request body before answering.
     pub fn needs_body(&self) -> bool {
-        matches!(self, Route::Transform | Route::Info | Route::Echo)
+        matches!(
+            self,
+            Route::Transform | Route::Info | Route::Echo | Route::ImageUrl(_)
+        )
     }
 }
 
@@ -59,6 +65,13 @@ pub fn route(method: Method, path: &str) -> Route {
         "/healthz" if get => Route::Healthz,
         "/" if get => Route::Root,
         "/healthz" | "/" => Route::MethodNotAllowed("GET, HEAD"),
+        _ if path.starts_with("/cdn-cgi/image/") => match method {
+            Post => {
+                let rest = &path["/cdn-cgi/image/".len()..];
+                Route::ImageUrl(rest.split('/').next().unwrap_or("").to_string())
+            }
+            _ => Route::MethodNotAllowed("POST"),
+        },
         _ => match path.strip_prefix("/bytes/") {
             Some(n) if get || method == Post => parse_size(n).map_or(Route::BadBytes, Route::Bytes),
             Some(_) => Route::MethodNotAllowed("GET, HEAD, POST"),
@@ -91,5 +104,13 @@ mod tests {
         assert_eq!(route(Method::Post, "/bytes/2M"), Route::Bytes(2 << 20));
         assert_eq!(route(Method::Get, "/nope"), Route::NotFound);
         assert_eq!(route(Method::Other, "/"), Route::NotImplemented);
+        assert_eq!(
+            route(Method::Post, "/cdn-cgi/image/w=8,f=auto/photo.jpg"),
+            Route::ImageUrl("w=8,f=auto".into())
+        );
+        assert_eq!(
+            route(Method::Get, "/cdn-cgi/image/w=8"),
+            Route::MethodNotAllowed("POST")
+        );
     }
 }

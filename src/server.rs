@@ -1,38 +1,16 @@
-//! The server: listeners, the CPU pool, and the per-thread ring loop that dispatches
-//! completions to connections and submits the operation each one asks for next.
+//! The process: listeners, the CPU pool, one worker (ring) thread per core, signals, drain.
 
 use crate::config::Config;
-use crate::conn::{Conn, Next, Shared};
+use crate::conn::Shared;
 use crate::handlers;
 use crate::io::listener::Listener;
-use crate::io::ring::{Kind, Ring, Token};
 use crate::io::sys;
 use crate::pool::{Mailbox, Pool};
 use crate::stats::Stats;
-use io_uring::types::Timespec;
+use crate::worker::Worker;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// Submission queue size of a ring.
-const RING_ENTRIES: u32 = 1024;
-/// `Token::slot` of the deadline tick (the drain deadline timer uses 0).
-const TICK: u32 = 1;
-
-struct Slot {
-    conn: Box<Conn>,
-    fd: RawFd,
-    gen: u32,
-    /// Completions still to come for this slot (an op, plus a linked timeout).
-    inflight: u32,
-    /// The close op was submitted; the slot is freed when `inflight` reaches 0.
-    closing: bool,
-    /// The recv or send in flight, if any (what a timeout or a drain cancels).
-    pending: Option<Kind>,
-    /// A cancel for `pending` was requested; its completion is awaited, never forgotten.
-    cancelling: bool,
-}
 
 /// How the loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,424 +21,104 @@ pub enum Exit {
     Aborted,
 }
 
-struct Loop {
-    ring: Ring,
-    slots: Vec<Option<Slot>>,
-    free: Vec<u32>,
-    live: usize,
-    next_gen: u32,
-    next_id: u64,
-    listeners: Vec<Listener>,
-    accepting: Vec<bool>,
-    wake: OwnedFd,
-    wake_buf: Box<[u8; 8]>,
-    sig: OwnedFd,
-    sig_buf: Box<[u8; 128]>,
-    sig_pending: bool,
-    timer_ts: Box<Timespec>,
-    tick_ts: Box<Timespec>,
-    shared: Arc<Shared>,
-    pool: Pool,
-    mailbox: Arc<Mailbox>,
-    draining: bool,
-}
-
 /// Runs the server until SIGTERM/SIGINT and the drain that follows.
 pub fn run(config: Config) -> io::Result<Exit> {
     sys::ignore_sigpipe();
-    // Block the signals before any thread exists so every thread inherits the mask.
+    // Block the signals before any thread exists so every thread inherits the mask; only
+    // this thread reads them.
     let sig = sys::signalfd_for_shutdown()?;
+    let workers = config.workers;
     let mut listeners = Vec::new();
     if let Some(p) = &config.unix {
         listeners.push(Listener::bind_unix(p)?);
     }
+    // TCP: one SO_REUSEPORT socket per ring, so the kernel spreads connections.
+    let mut tcp: Vec<Listener> = Vec::new();
     if let Some(a) = config.tcp {
-        listeners.push(Listener::bind_tcp(a)?);
+        let first = Listener::bind_tcp(a, workers > 1)?;
+        let addr = first.tcp_addr().unwrap_or(a);
+        tcp.push(first);
+        for _ in 1..workers {
+            tcp.push(Listener::bind_tcp(addr, true)?);
+        }
     }
-    for l in &listeners {
+    for l in listeners.iter().chain(tcp.first()) {
         println!("lastbyte listening on {}", l.describe());
     }
     let stats = Arc::new(Stats::default());
-    let wake = sys::eventfd()?;
-    let mailbox = Mailbox::new(wake.as_raw_fd());
-    let pool = Pool::new(
+    let pool = Arc::new(Pool::new(
         config.cpu_threads,
         config.queue_depth,
         stats.clone(),
         handlers::internal_error,
-    );
+    ));
     let shared = Arc::new(Shared::new(config, stats.clone()));
-    let n = listeners.len();
-    let mut lp = Loop {
-        ring: Ring::new(RING_ENTRIES)?,
-        slots: Vec::new(),
-        free: Vec::new(),
-        live: 0,
-        next_gen: 1,
-        next_id: 1,
-        listeners,
-        accepting: vec![false; n],
-        wake,
-        wake_buf: Box::new([0; 8]),
-        sig,
-        sig_buf: Box::new([0; 128]),
-        sig_pending: false,
-        timer_ts: Box::new(Timespec::new()),
-        tick_ts: Box::new(Timespec::new()),
-        shared,
-        pool,
-        mailbox,
-        draining: false,
+    let mut wakes: Vec<OwnedFd> = Vec::new();
+    let mut mailboxes = Vec::new();
+    let mut threads = Vec::new();
+    for id in 0..workers {
+        let wake = sys::eventfd()?;
+        let mailbox = Mailbox::new(wake.as_raw_fd());
+        let mut fds: Vec<_> = listeners.iter().map(|l| l.fd()).collect();
+        if let Some(t) = tcp.get(id) {
+            fds.push(t.fd());
+        }
+        let (shared, pool, mb) = (shared.clone(), pool.clone(), mailbox.clone());
+        // The worker is built on its own thread: its connections never cross threads.
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("lastbyte-ring-{id}"))
+                .spawn(move || Worker::new(id, fds, shared, pool, mb)?.run())?,
+        );
+        wakes.push(wake);
+        mailboxes.push(mailbox);
+    }
+    let wake_all = || {
+        for m in &mailboxes {
+            sys::eventfd_notify(m.wake_fd());
+        }
     };
-    let exit = lp.run()?;
+    // First signal: drain. Second signal, or the deadline: abort.
+    sys::wait_signal(&sig, None)?;
+    tracing::info!("signal received: draining");
+    shared.start_draining();
+    wake_all();
+    let deadline = shared.config.shutdown_timeout;
+    let waiter = {
+        let shared = shared.clone();
+        let wakes: Vec<i32> = mailboxes.iter().map(|m| m.wake_fd()).collect();
+        let sig_fd = sig.as_raw_fd();
+        std::thread::spawn(move || {
+            match sys::wait_signal_fd(sig_fd, Some(deadline)) {
+                Ok(true) => tracing::warn!("second signal: exiting now"),
+                Ok(false) => tracing::warn!("shutdown deadline reached: aborting"),
+                Err(_) => return,
+            }
+            shared.start_aborting();
+            for fd in wakes {
+                sys::eventfd_notify(fd);
+            }
+        })
+    };
+    let mut exit = Exit::Drained;
+    for t in threads {
+        match t.join() {
+            Ok(Ok(Exit::Drained)) => {}
+            Ok(Ok(Exit::Aborted)) => exit = Exit::Aborted,
+            Ok(Err(e)) => {
+                tracing::error!("ring failed: {e}");
+                exit = Exit::Aborted;
+            }
+            Err(_) => exit = Exit::Aborted,
+        }
+    }
     tracing::info!(?exit, "stats: {}", stats.line());
     if exit == Exit::Aborted {
         // Jobs may still run on the pool; do not wait for them.
-        std::mem::forget(lp.pool);
+        std::mem::forget(pool);
+        std::process::exit(3);
     }
+    drop(waiter); // still blocked on the signalfd; the process exits without it
+    drop(wakes);
     Ok(exit)
-}
-
-impl Loop {
-    fn run(&mut self) -> io::Result<Exit> {
-        for i in 0..self.listeners.len() {
-            self.arm_accept(i)?;
-        }
-        self.arm_wake()?;
-        self.arm_signal()?;
-        self.arm_tick()?;
-        let mut cqes = Vec::with_capacity(256);
-        loop {
-            if self.draining && self.live == 0 && !self.accepting.iter().any(|a| *a) {
-                return Ok(Exit::Drained);
-            }
-            self.ring.wait(&mut cqes)?;
-            for (ud, res) in cqes.drain(..) {
-                let Some(t) = Token::decode(ud) else {
-                    continue;
-                };
-                if let Some(exit) = self.complete(t, res)? {
-                    Stats::add(&self.shared.stats.shutdown_aborts, self.live as u64);
-                    return Ok(exit);
-                }
-            }
-        }
-    }
-
-    fn arm_accept(&mut self, i: usize) -> io::Result<()> {
-        let fd = self.listeners[i].fd();
-        self.ring
-            .accept(Token::new(i as u32, 0, Kind::Accept), fd)?;
-        self.accepting[i] = true;
-        Ok(())
-    }
-
-    fn arm_wake(&mut self) -> io::Result<()> {
-        let buf = self.wake_buf.as_mut_ptr();
-        // SAFETY: `wake_buf` is boxed and lives as long as the loop.
-        unsafe {
-            self.ring
-                .read(Token::new(0, 0, Kind::Wake), self.wake.as_raw_fd(), buf, 8)
-        }
-    }
-
-    fn arm_signal(&mut self) -> io::Result<()> {
-        let buf = self.sig_buf.as_mut_ptr();
-        self.sig_pending = true;
-        // SAFETY: `sig_buf` is boxed and lives as long as the loop; 128 bytes is one
-        // signalfd_siginfo.
-        unsafe {
-            self.ring.read(
-                Token::new(0, 0, Kind::Signal),
-                self.sig.as_raw_fd(),
-                buf,
-                128,
-            )
-        }
-    }
-
-    /// Arms the timer that checks connection deadlines: a quarter of the shortest timeout,
-    /// between 10 ms and 500 ms.
-    fn arm_tick(&mut self) -> io::Result<()> {
-        let c = &self.shared.config;
-        let shortest = [
-            c.header_timeout,
-            c.body_timeout,
-            c.idle_timeout,
-            c.write_stall_timeout,
-        ]
-        .into_iter()
-        .min()
-        .unwrap_or(Duration::from_secs(1));
-        let tick = (shortest / 4).clamp(Duration::from_millis(10), Duration::from_millis(500));
-        *self.tick_ts = Timespec::new()
-            .sec(tick.as_secs())
-            .nsec(tick.subsec_nanos());
-        let ts: *const Timespec = &*self.tick_ts;
-        // SAFETY: `tick_ts` is boxed and lives as long as the loop; one tick is armed at a time.
-        unsafe { self.ring.timer(Token::new(TICK, 0, Kind::Timer), ts) }
-    }
-
-    /// Cancels the operation of every connection whose deadline passed. The cancelled
-    /// operation still completes, and its result still counts.
-    fn expire_deadlines(&mut self) -> io::Result<()> {
-        let now = Instant::now();
-        for (i, s) in self.slots.iter_mut().enumerate() {
-            let Some(s) = s else { continue };
-            let (Some(kind), false) = (s.pending, s.cancelling) else {
-                continue;
-            };
-            if s.conn.deadline().is_some_and(|d| d <= now) {
-                s.conn.expire();
-                s.cancelling = true;
-                self.ring.cancel(Token::new(i as u32, s.gen, kind))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Handles one completion; `Some` ends the loop.
-    fn complete(&mut self, t: Token, res: i32) -> io::Result<Option<Exit>> {
-        match t.kind {
-            Kind::Accept => self.on_accept(t.slot as usize, res)?,
-            Kind::Wake => {
-                let sh = self.shared.clone();
-                for (key, resp) in self.mailbox.take() {
-                    let t = Token::decode(key).expect("job keys are tokens");
-                    if let Some(slot) = self.slot_mut(t) {
-                        let next = slot.conn.on_job_done(resp, &sh);
-                        self.execute(t.slot, next)?;
-                    }
-                }
-                self.arm_wake()?;
-            }
-            Kind::Signal => {
-                self.sig_pending = false;
-                if self.draining {
-                    tracing::warn!("second signal: exiting now");
-                    return Ok(Some(Exit::Aborted));
-                }
-                self.start_drain()?;
-                self.arm_signal()?;
-            }
-            Kind::Timer if t.slot == TICK => {
-                self.expire_deadlines()?;
-                self.arm_tick()?;
-            }
-            Kind::Timer => {
-                if self.draining && res == -libc::ETIME {
-                    tracing::warn!(open = self.live, "shutdown deadline reached: aborting");
-                    return Ok(Some(Exit::Aborted));
-                }
-            }
-            Kind::Cancel => {}
-            Kind::Recv | Kind::Send | Kind::Shutdown | Kind::Close | Kind::RecvTimeout => {
-                self.on_conn_op(t, res)?
-            }
-        }
-        Ok(None)
-    }
-
-    fn on_accept(&mut self, i: usize, res: i32) -> io::Result<()> {
-        self.accepting[i] = false;
-        if res >= 0 {
-            // SAFETY: a successful accept returns a new descriptor that we now own.
-            let fd = unsafe { OwnedFd::from_raw_fd(res) };
-            if self.draining {
-                drop(fd);
-                return Ok(());
-            }
-            Stats::inc(&self.shared.stats.connections);
-            if self.shared.config.send_buffer > 0 {
-                if let Err(e) = sys::set_send_buffer(fd.as_raw_fd(), self.shared.config.send_buffer)
-                {
-                    tracing::warn!("SO_SNDBUF: {e}");
-                }
-            }
-            let over = self.live >= self.shared.config.max_connections;
-            let slot = self.insert(fd);
-            let conn = &mut self.slots[slot as usize]
-                .as_mut()
-                .expect("just inserted")
-                .conn;
-            let next = if over {
-                conn.refuse(&self.shared)
-            } else {
-                conn.start()
-            };
-            self.execute(slot, next)?;
-        } else if res != -libc::ECANCELED {
-            tracing::warn!("accept failed: {}", io::Error::from_raw_os_error(-res));
-        }
-        if !self.draining {
-            self.arm_accept(i)?;
-        }
-        Ok(())
-    }
-
-    fn insert(&mut self, fd: OwnedFd) -> u32 {
-        let gen = self.next_gen;
-        self.next_gen = (self.next_gen + 1) & 0xFF_FFFF;
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut conn = Conn::new(id);
-        if self.draining {
-            conn.set_draining();
-        }
-        let slot = Slot {
-            conn,
-            fd: fd_into_raw(fd),
-            gen,
-            inflight: 0,
-            closing: false,
-            pending: None,
-            cancelling: false,
-        };
-        self.live += 1;
-        match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize] = Some(slot);
-                i
-            }
-            None => {
-                self.slots.push(Some(slot));
-                (self.slots.len() - 1) as u32
-            }
-        }
-    }
-
-    fn slot_mut(&mut self, t: Token) -> Option<&mut Slot> {
-        self.slots
-            .get_mut(t.slot as usize)?
-            .as_mut()
-            .filter(|s| s.gen == t.gen)
-    }
-
-    fn on_conn_op(&mut self, t: Token, res: i32) -> io::Result<()> {
-        let sh = self.shared.clone();
-        let Some(slot) = self.slot_mut(t) else {
-            debug_assert!(false, "completion for a freed slot: {t:?}");
-            return Ok(());
-        };
-        slot.inflight -= 1;
-        if matches!(t.kind, Kind::Recv | Kind::Send) {
-            slot.pending = None;
-            slot.cancelling = false;
-        }
-        let next = match t.kind {
-            Kind::Recv => {
-                if slot.conn.is_lingering() {
-                    Some(slot.conn.on_linger(res, &sh))
-                } else {
-                    Some(slot.conn.on_recv(res, &sh))
-                }
-            }
-            Kind::Send => Some(slot.conn.on_send(res, &sh)),
-            Kind::Shutdown => Some(slot.conn.on_shutdown(res, &sh)),
-            Kind::Close | Kind::RecvTimeout => None,
-            _ => unreachable!("not a connection op"),
-        };
-        match next {
-            Some(next) => self.execute(t.slot, next)?,
-            None => self.maybe_free(t.slot),
-        }
-        Ok(())
-    }
-
-    fn maybe_free(&mut self, i: u32) {
-        let done = matches!(&self.slots[i as usize], Some(s) if s.closing && s.inflight == 0);
-        if done {
-            self.slots[i as usize] = None;
-            self.free.push(i);
-            self.live -= 1;
-        }
-    }
-
-    /// Submits the operation a connection asked for.
-    fn execute(&mut self, i: u32, mut next: Next) -> io::Result<()> {
-        loop {
-            let slot = self.slots[i as usize].as_mut().expect("live slot");
-            let tok = |k| Token::new(i, slot.gen, k);
-            slot.conn.update_timer(&next, &self.shared);
-            match next {
-                Next::Recv => {
-                    let (buf, len) = slot.conn.recv_buf();
-                    // SAFETY: the buffer belongs to the boxed connection, which is freed only
-                    // after every completion for it arrived; it is not touched until then.
-                    unsafe { self.ring.recv(tok(Kind::Recv), slot.fd, buf, len, None)? };
-                    slot.inflight += 1;
-                    slot.pending = Some(Kind::Recv);
-                    if self.draining && slot.conn.is_idle() {
-                        slot.cancelling = true;
-                        self.ring.cancel(tok(Kind::Recv))?;
-                    }
-                }
-                Next::Linger => {
-                    let (buf, len) = slot.conn.recv_buf();
-                    let ts = slot.conn.linger_timeout();
-                    // SAFETY: as for Recv; the timespec lives in the same boxed connection.
-                    unsafe {
-                        self.ring
-                            .recv(tok(Kind::Recv), slot.fd, buf, len, Some(ts))?
-                    };
-                    slot.inflight += 2;
-                }
-                Next::Send => {
-                    let msg = slot.conn.prepare_send();
-                    // SAFETY: the msghdr, iovecs and buffers live in the boxed connection and
-                    // its ledger until this send's completion.
-                    unsafe { self.ring.send(tok(Kind::Send), slot.fd, msg)? };
-                    slot.inflight += 1;
-                    slot.pending = Some(Kind::Send);
-                }
-                Next::Shutdown(proof) => {
-                    self.ring.shutdown(tok(Kind::Shutdown), slot.fd, proof)?;
-                    slot.inflight += 1;
-                }
-                Next::Close => {
-                    self.ring.close(tok(Kind::Close), slot.fd)?;
-                    slot.inflight += 1;
-                    slot.closing = true;
-                }
-                Next::Job(work) => {
-                    let key = tok(Kind::Recv).encode();
-                    if self.pool.try_submit(key, &self.mailbox, work).is_err() {
-                        next = slot.conn.busy(&self.shared);
-                        continue;
-                    }
-                }
-            }
-            return Ok(());
-        }
-    }
-
-    fn start_drain(&mut self) -> io::Result<()> {
-        tracing::info!(open = self.live, "signal received: draining");
-        self.draining = true;
-        for (i, a) in self.accepting.iter().enumerate() {
-            if *a {
-                self.ring.cancel(Token::new(i as u32, 0, Kind::Accept))?;
-            }
-        }
-        for (i, s) in self.slots.iter_mut().enumerate() {
-            if let Some(s) = s {
-                s.conn.set_draining();
-                if s.pending == Some(Kind::Recv) && !s.cancelling && s.conn.is_idle() {
-                    s.cancelling = true;
-                    self.ring.cancel(Token::new(i as u32, s.gen, Kind::Recv))?;
-                }
-            }
-        }
-        let d = self.shared.config.shutdown_timeout;
-        *self.timer_ts = Timespec::new().sec(d.as_secs()).nsec(d.subsec_nanos());
-        let ts: *const Timespec = &*self.timer_ts;
-        // SAFETY: `timer_ts` is boxed and lives as long as the loop.
-        unsafe { self.ring.timer(Token::new(0, 0, Kind::Timer), ts) }
-    }
-}
-
-fn fd_into_raw(fd: OwnedFd) -> RawFd {
-    use std::os::fd::IntoRawFd;
-    // Ownership passes to the slot; the ring's close op releases it.
-    fd.into_raw_fd()
 }

@@ -283,11 +283,16 @@ fn request_pipelined_after_close_is_not_served_and_response_arrives_whole_over_t
     req.extend(std::iter::repeat_n(b'p', 100_000));
     c.write_all(&req).unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    let r = read_response_paced(&mut c, &mut Vec::new(), Pace::FAST).expect("whole response, no reset");
+    let r =
+        read_response_paced(&mut c, &mut Vec::new(), Pace::FAST).expect("whole response, no reset");
     assert_eq!(r.body.len(), 8 << 20);
     assert_eq!(pattern_mismatch(&r.body), None);
     let (rest, err) = read_to_end(&mut c);
-    assert!(rest.is_empty() && err.is_none(), "{} extra bytes, {err:?}", rest.len());
+    assert!(
+        rest.is_empty() && err.is_none(),
+        "{} extra bytes, {err:?}",
+        rest.len()
+    );
     drop(c); // EOF ends the server's lingering close
     let (_, st) = s.stop();
     assert_eq!(st["requests"], 1, "the pipelined request was not served");

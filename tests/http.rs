@@ -275,6 +275,7 @@ fn sigterm_finishes_a_response_in_flight() {
     s.signal(libc::SIGTERM);
     // The idle keep-alive connection is closed; the slow response still arrives whole.
     assert!(read_all(&mut idle).is_empty());
+    drop(idle); // our EOF ends the server's lingering close of that connection
     let slow = Pace {
         read_size: 64 * 1024,
         sleep: Duration::from_millis(1),

@@ -206,17 +206,17 @@ fn errors_carry_binding_codes() {
         ),
         (
             fixture("images/dune_1680x1050_exif.jpg"),
-            br#"[{"imageIndex":0,"sharpen":2}]"#,
+            br#"[{"imageIndex":0,"sharpen":20}]"#,
             400,
             9401,
             "sharpen",
         ),
         (
             fixture("images/dune_1680x1050_exif.jpg"),
-            br#"[{"imageIndex":0,"fit":"cover","width":5,"height":5,"gravity":"auto"}]"#,
+            br#"[{"imageIndex":0,"fit":"cover","width":5,"height":5,"gravity":"face"}]"#,
             400,
             9401,
-            "gravity=auto",
+            "gravity=face",
         ),
         (
             fixture("images/dune_1680x1050_exif.jpg"),

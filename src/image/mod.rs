@@ -1,6 +1,7 @@
 //! Image work: decode → ops (per transform element, Cloudflare's fixed order) → draw → encode.
 //! Nothing here knows about sockets or HTTP; [`pipeline`] is the entry point the CPU pool runs.
 
+pub mod adjust;
 pub mod avif;
 pub mod color;
 pub mod decode;
@@ -8,6 +9,9 @@ pub mod draw;
 pub mod encode;
 pub mod ops;
 pub mod pipeline;
+pub mod saliency;
+pub mod trim;
+pub mod url;
 
 use std::fmt;
 

@@ -1,7 +1,11 @@
 //! One transform element: parsed from the binding's JSON, applied in Cloudflare's fixed order
-//! (trim, flip, rotate, resize — width/height refer to the axes after rotation — then blur,
-//! then border). Options this build does not implement are refused by name (9401).
+//! (trim, flip, rotate, resize — width/height refer to the axes after rotation, times `dpr` —
+//! then blur, sharpen, colour factors, then border). Options that need a model this server does
+//! not have (`gravity=face`, `segment`) are refused by name (9401), never silently ignored.
 
+use super::adjust::{self, Border, Colour};
+use super::saliency::{self, Focus};
+use super::trim::Trim;
 use super::{color, ImageError};
 use crate::config::Limits;
 use fast_image_resize as fir;
@@ -24,6 +28,8 @@ pub enum Gravity {
     Remainder { x: f64, y: f64 },
     /// A point (fractions of the image) to centre the crop on, as far as it fits.
     BoxCenter { x: f64, y: f64 },
+    /// `auto` / `entropy`: placed by [`saliency::place`] once the window size is known.
+    Focus(Focus),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,25 +52,28 @@ pub struct Transform {
     /// Clockwise quarter turns.
     pub quarter_turns: u8,
     pub blur: Option<f32>,
+    pub trim: Option<Trim>,
+    pub sharpen: Option<f32>,
+    pub colour: Colour,
+    pub border: Option<Border>,
+    /// Multiplies `width`, `height` and border widths (1 when absent).
+    pub dpr: f64,
 }
 
-/// Keys Cloudflare defines that this build refuses rather than silently ignoring.
-const NOT_YET: &[&str] = &[
-    "trim",
-    "sharpen",
-    "brightness",
-    "contrast",
-    "gamma",
-    "saturation",
-    "border",
-    "segment",
-    "dpr",
-    "zoom",
-    "compression",
-    "metadata",
-    "anim",
-    "onerror",
-];
+/// Largest `dpr` accepted. Cloudflare documents no maximum; the output limits bound the result
+/// anyway, and this keeps the arithmetic far from overflow.
+pub const DPR_MAX: f64 = 10.0;
+
+/// Keys Cloudflare defines for the URL/`fetch` interface that the binding never sends inside a
+/// transform element: refused by name rather than silently ignored.
+const NOT_HERE: &[&str] = &["compression", "metadata", "anim", "onerror"];
+
+/// Options that need a machine-learning model this server does not ship (9401, documented).
+fn needs_model(what: &str) -> ImageError {
+    ImageError::option(format!(
+        "{what} needs a detection model, which this server does not have"
+    ))
+}
 
 pub(super) fn number(map: &Map<String, Value>, key: &str) -> Result<Option<f64>, ImageError> {
     match map.get(key) {
@@ -105,11 +114,32 @@ fn dimension(map: &Map<String, Value>, key: &str) -> Result<Option<u32>, ImageEr
 
 impl Transform {
     pub fn parse(image_index: usize, map: &Map<String, Value>) -> Result<Transform, ImageError> {
-        for key in NOT_YET {
+        for key in NOT_HERE {
             if map.contains_key(*key) {
                 return Err(ImageError::unsupported(format!("transform option `{key}`")));
             }
         }
+        match map.get("segment") {
+            None | Some(Value::Null) => {}
+            Some(v) => return Err(needs_model(&format!("segment={v}"))),
+        }
+        // `zoom` only tunes `gravity=face` (0–1); validated, and meaningless without faces.
+        if let Some(z) = number(map, "zoom")? {
+            if !(0.0..=1.0).contains(&z) {
+                return Err(ImageError::option(format!(
+                    "zoom must be between 0 and 1, got {z}"
+                )));
+            }
+        }
+        let dpr = match number(map, "dpr")? {
+            None => 1.0,
+            Some(d) if d > 0.0 && d <= DPR_MAX => d,
+            Some(d) => {
+                return Err(ImageError::option(format!(
+                    "dpr must be greater than 0 and at most {DPR_MAX}, got {d}"
+                )))
+            }
+        };
         let fit = match string(map, "fit")? {
             None | Some("scale-down") => Fit::ScaleDown,
             Some("contain") => Fit::Contain,
@@ -152,21 +182,31 @@ impl Transform {
                 )))
             }
         };
+        let scaled = |v: Option<u32>| v.map(|v| ((v as f64 * dpr).round() as u32).max(1));
         Ok(Transform {
             image_index,
-            width: dimension(map, "width")?,
-            height: dimension(map, "height")?,
+            width: scaled(dimension(map, "width")?),
+            height: scaled(dimension(map, "height")?),
             fit,
             gravity,
             background,
             flip,
             quarter_turns,
             blur,
+            trim: Trim::parse(map.get("trim"))?,
+            sharpen: adjust::parse_sharpen(map)?,
+            colour: Colour::parse(map)?,
+            border: Border::parse(map.get("border"))?,
+            dpr,
         })
     }
 
     /// Applies this element to `img` in Cloudflare's fixed order.
     pub fn apply(&self, img: RgbaImage, limits: &Limits) -> Result<RgbaImage, ImageError> {
+        let img = match &self.trim {
+            Some(t) => t.apply(img)?,
+            None => img,
+        };
         let img = match self.flip {
             None => img,
             Some(Flip::H) => imageops::flip_horizontal(&img),
@@ -180,14 +220,26 @@ impl Transform {
             _ => img,
         };
         let img = self.resize(img, limits)?;
-        Ok(match self.blur {
+        let mut img = match self.blur {
             Some(radius) => imageops::fast_blur(&img, radius / 2.0),
             None => img,
+        };
+        if let Some(s) = self.sharpen {
+            adjust::sharpen(&mut img, s);
+        }
+        self.colour.apply(&mut img);
+        Ok(match &self.border {
+            None => img,
+            Some(b) => {
+                let (cw, ch) = b.canvas(img.dimensions(), self.dpr);
+                check_output(cw, ch, limits)?;
+                b.apply(img, self.dpr)
+            }
         })
     }
 
     fn resize(&self, img: RgbaImage, limits: &Limits) -> Result<RgbaImage, ImageError> {
-        let plan = plan(
+        let mut plan = plan(
             img.dimensions(),
             self.width,
             self.height,
@@ -195,14 +247,10 @@ impl Transform {
             self.gravity,
         );
         let (cw, ch) = plan.canvas;
-        if cw > limits.max_dimension
-            || ch > limits.max_dimension
-            || cw as u64 * ch as u64 > limits.max_pixels
-        {
-            return Err(ImageError::new(
-                super::Code::ImageTooLarge,
-                format!("resized image would be {cw}x{ch}, over the output limits"),
-            ));
+        check_output(cw as u64, ch as u64, limits)?;
+        if let (Gravity::Focus(focus), Some((_, _, w, h))) = (self.gravity, plan.crop) {
+            let (x, y) = saliency::place(&img, w, h, focus);
+            plan.crop = Some((x, y, w, h));
         }
         let scaled = if plan.out == img.dimensions() && plan.crop.is_none() {
             img
@@ -221,6 +269,20 @@ impl Transform {
     }
 }
 
+/// The output limits (side and area) for an intermediate or final size.
+fn check_output(w: u64, h: u64, limits: &Limits) -> Result<(), ImageError> {
+    if w > limits.max_dimension as u64
+        || h > limits.max_dimension as u64
+        || w.saturating_mul(h) > limits.max_pixels
+    {
+        return Err(ImageError::new(
+            super::Code::ImageTooLarge,
+            format!("the result would be {w}x{h}, over the output limits"),
+        ));
+    }
+    Ok(())
+}
+
 fn parse_gravity(v: Option<&Value>) -> Result<Gravity, ImageError> {
     let centre = Gravity::Remainder { x: 0.5, y: 0.5 };
     match v {
@@ -231,7 +293,9 @@ fn parse_gravity(v: Option<&Value>) -> Result<Gravity, ImageError> {
             "right" => Ok(Gravity::Remainder { x: 1.0, y: 0.5 }),
             "top" => Ok(Gravity::Remainder { x: 0.5, y: 0.0 }),
             "bottom" => Ok(Gravity::Remainder { x: 0.5, y: 1.0 }),
-            "auto" | "entropy" | "face" => Err(ImageError::unsupported(format!("gravity={s}"))),
+            "auto" => Ok(Gravity::Focus(Focus::Auto)),
+            "entropy" => Ok(Gravity::Focus(Focus::Entropy)),
+            "face" => Err(needs_model("gravity=face")),
             other => Err(ImageError::option(format!("invalid gravity {other:?}"))),
         },
         Some(Value::Object(m)) => {
@@ -329,6 +393,8 @@ pub fn plan(src: (u32, u32), w: Option<u32>, h: Option<u32>, fit: Fit, g: Gravit
                     (x * sw - cw / 2.0).clamp(0.0, sw - cw),
                     (y * sh - ch / 2.0).clamp(0.0, sh - ch),
                 ),
+                // Placed later from the pixels; centred here.
+                Gravity::Focus(_) => ((sw - cw) / 2.0, (sh - ch) / 2.0),
             };
             let out = (px(tw), px(th));
             Plan {
@@ -420,15 +486,24 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_implemented_by_name() {
-        let m: Map<String, Value> = serde_json::from_str(r#"{"width":10,"sharpen":1}"#).unwrap();
-        let e = Transform::parse(0, &m).unwrap_err();
-        assert!(e.message.contains("sharpen"), "{e}");
         let m: Map<String, Value> =
-            serde_json::from_str(r#"{"gravity":"auto","fit":"cover"}"#).unwrap();
+            serde_json::from_str(r#"{"width":10,"segment":"foreground"}"#).unwrap();
+        let e = Transform::parse(0, &m).unwrap_err();
+        assert!(e.message.contains("segment"), "{e}");
+        let m: Map<String, Value> =
+            serde_json::from_str(r#"{"gravity":"face","fit":"cover"}"#).unwrap();
         assert!(Transform::parse(0, &m)
             .unwrap_err()
             .message
-            .contains("gravity=auto"));
+            .contains("gravity=face"));
+        let m: Map<String, Value> = serde_json::from_str(r#"{"zoom":2}"#).unwrap();
+        assert!(Transform::parse(0, &m).is_err());
+        let m: Map<String, Value> = serde_json::from_str(r#"{"dpr":0}"#).unwrap();
+        assert!(Transform::parse(0, &m).is_err());
+        let m: Map<String, Value> =
+            serde_json::from_str(r#"{"dpr":2,"width":10,"height":7}"#).unwrap();
+        let t = Transform::parse(0, &m).unwrap();
+        assert_eq!((t.width, t.height), (Some(20), Some(14)));
         let m: Map<String, Value> = serde_json::from_str(r#"{"whatever":1,"rotate":90}"#).unwrap();
         assert_eq!(Transform::parse(0, &m).unwrap().quarter_turns, 1);
         let m: Map<String, Value> = serde_json::from_str(r#"{"rotate":45}"#).unwrap();

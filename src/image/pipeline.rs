@@ -125,6 +125,17 @@ impl Job {
 
     /// Decodes every input, applies the elements in array order, encodes image 0.
     pub fn run(self, limits: &Limits) -> Result<Encoded, ImageError> {
+        let canvas = self.render(limits)?;
+        encode::encode(canvas, self.output, self.quality, self.background, limits)
+    }
+
+    /// The size image 0 has after every element (for `format=json`).
+    pub fn dimensions(&self, limits: &Limits) -> Result<(u32, u32), ImageError> {
+        Ok(self.render(limits)?.dimensions())
+    }
+
+    /// Decodes every input and applies the elements in array order; returns image 0.
+    fn render(&self, limits: &Limits) -> Result<RgbaImage, ImageError> {
         let mut images: Vec<RgbaImage> = Vec::with_capacity(self.inputs.len());
         for data in &self.inputs {
             images.push(decode::decode(data, limits)?.1);
@@ -142,8 +153,7 @@ impl Job {
                 }
             }
         }
-        let canvas = images.swap_remove(0);
-        encode::encode(canvas, self.output, self.quality, self.background, limits)
+        Ok(images.swap_remove(0))
     }
 }
 

@@ -56,13 +56,18 @@ impl Listener {
         })
     }
 
-    pub fn bind_tcp(addr: SocketAddr) -> io::Result<Listener> {
+    /// Binds TCP; with `reuse_port`, several sockets share the address (one per ring) and
+    /// the kernel spreads connections over them.
+    pub fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<Listener> {
         let s = socket2::Socket::new(
             socket2::Domain::for_address(addr),
             socket2::Type::STREAM.cloexec(),
             None,
         )?;
         s.set_reuse_address(true)?;
+        if reuse_port {
+            s.set_reuse_port(true)?;
+        }
         s.bind(&addr.into())?;
         s.listen(BACKLOG)?;
         let addr = s.local_addr()?.as_socket().unwrap_or(addr);
@@ -79,8 +84,12 @@ impl Listener {
         }
     }
 
-    pub fn is_tcp(&self) -> bool {
-        matches!(self, Listener::Tcp { .. })
+    /// The bound TCP address (with the port the kernel chose for port 0).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Tcp { addr, .. } => Some(*addr),
+            Listener::Unix { .. } => None,
+        }
     }
 
     pub fn describe(&self) -> String {

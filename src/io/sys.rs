@@ -54,6 +54,34 @@ fn unsafe_pthread_sigmask(set: &libc::sigset_t) -> io::Result<i32> {
     Ok(r)
 }
 
+/// Waits for a signal on a signalfd, at most `timeout` (None = forever). Returns whether a
+/// signal arrived.
+pub fn wait_signal_fd(fd: RawFd, timeout: Option<std::time::Duration>) -> io::Result<bool> {
+    let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        match syscall!(libc::poll(&mut p, 1, ms)) {
+            Ok(0) => return Ok(false),
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let mut info = [0u8; 128];
+    syscall!(libc::read(fd, info.as_mut_ptr().cast(), info.len()))?;
+    Ok(true)
+}
+
+/// Waits (forever) for a signal on the signalfd.
+pub fn wait_signal(fd: &OwnedFd, timeout: Option<std::time::Duration>) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    wait_signal_fd(fd.as_raw_fd(), timeout)
+}
+
 /// Ignores SIGPIPE process-wide (sends also carry MSG_NOSIGNAL; this covers anything else).
 pub fn ignore_sigpipe() {
     // SAFETY: setting a signal's disposition to SIG_IGN has no memory-safety preconditions.
