@@ -136,25 +136,26 @@ pub fn parse_head(buf: &[u8], prev_len: usize, max_head: usize) -> Result<HeadSt
         .iter()
         .take_while(|&&b| b == b'\r' || b == b'\n')
         .count();
-    // The request line is checked once, when the input first grows past the line limit.
-    if buf.len() > MAX_REQUEST_LINE + skip
-        && prev_len <= MAX_REQUEST_LINE + skip
-        && memchr::memchr(b'\n', &buf[skip..=MAX_REQUEST_LINE + skip]).is_none()
-    {
-        return Err(HeadError::RequestLineTooLong);
+    // Each limit is crossed at a definite input length: the request line when
+    // `MAX_REQUEST_LINE + 1` bytes after the leading empty lines hold no LF, the head when
+    // `max_head + 1` bytes hold no head end. The limit crossed first wins, so a head gives the
+    // same answer whole or however it is split across reads.
+    let line_trigger = skip + MAX_REQUEST_LINE + 1;
+    let line_over = prev_len < line_trigger
+        && buf.len() >= line_trigger
+        && memchr::memchr(b'\n', &buf[skip..line_trigger]).is_none();
+    // Searching from `skip` keeps the leading empty lines from looking like a head end.
+    let end = find_head_end(&buf[skip..], prev_len.saturating_sub(skip)).map(|e| e + skip);
+    let head_over = end.map_or(buf.len() > max_head, |e| e > max_head);
+    match (line_over, head_over) {
+        (true, true) if max_head < line_trigger => return Err(HeadError::HeadTooLarge),
+        (true, _) => return Err(HeadError::RequestLineTooLong),
+        (false, true) => return Err(HeadError::HeadTooLarge),
+        (false, false) => {}
     }
-    let Some(end) = find_head_end(buf, prev_len.max(skip)) else {
-        if buf.len() > max_head {
-            return Err(HeadError::HeadTooLarge);
-        }
+    let Some(end) = end else {
         return Ok(HeadStatus::Partial { scanned: buf.len() });
     };
-    if memchr::memchr(b'\n', &buf[skip..end]).is_some_and(|i| i > MAX_REQUEST_LINE) {
-        return Err(HeadError::RequestLineTooLong);
-    }
-    if end > max_head {
-        return Err(HeadError::HeadTooLarge);
-    }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let n = match req.parse(&buf[..end]) {
