@@ -272,7 +272,7 @@ fn errors_carry_binding_codes() {
         "{}",
         r.text()
     );
-    // Unsupported output format and text parts name themselves.
+    // An unsupported output format and a malformed text part name themselves.
     let img = fixture("images/dune_1680x1050_exif.jpg");
     let r = transform(
         &s,
@@ -287,7 +287,7 @@ fn errors_carry_binding_codes() {
     let r = transform(
         &s,
         &[
-            ("text_input", br#"{"text":"x"}"#),
+            ("text_input", br#"{"text":5}"#),
             ("transforms", b"[]"),
             ("output_format", b"image/png"),
         ],

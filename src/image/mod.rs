@@ -10,6 +10,7 @@ pub mod encode;
 pub mod ops;
 pub mod pipeline;
 pub mod saliency;
+pub mod text;
 pub mod trim;
 pub mod url;
 

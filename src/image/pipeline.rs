@@ -5,6 +5,7 @@ use super::decode::{self, Info};
 use super::draw::Draw;
 use super::encode::{self, Encoded, Output};
 use super::ops::Transform;
+use super::text::TextSpec;
 use super::{color, Code, ImageError};
 use crate::config::Limits;
 use crate::http::multipart::Part;
@@ -19,11 +20,28 @@ pub enum Element {
     Draw(Draw),
 }
 
+/// One input image: encoded bytes, or text to render.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Encoded(Bytes),
+    Text(TextSpec),
+}
+
+impl Input {
+    fn load(&self, limits: &Limits) -> Result<RgbaImage, ImageError> {
+        match self {
+            Input::Encoded(data) => Ok(decode::decode(data, limits)?.1),
+            Input::Text(t) => t.render(limits),
+        }
+    }
+}
+
 /// A parsed `/transform` request.
 #[derive(Debug)]
 pub struct Job {
-    /// Image 0 is the canvas; overlays follow in wire order.
-    pub inputs: Vec<Bytes>,
+    /// Image 0 is the canvas; overlays follow in wire order (`draw_image` and `draw_text`
+    /// share one index sequence).
+    pub inputs: Vec<Input>,
     pub elements: Vec<Element>,
     pub output: Output,
     pub quality: Option<u8>,
@@ -58,23 +76,30 @@ impl Job {
         let mut background = None;
         for part in parts {
             match part.name.as_str() {
-                "image" => {
+                "image" | "text_input" => {
                     if !inputs.is_empty() {
-                        return Err(ImageError::option("more than one `image` part"));
+                        return Err(ImageError::option(
+                            "more than one canvas part (`image` or `text_input`)",
+                        ));
                     }
-                    inputs.push(part.data);
+                    inputs.push(if part.name == "image" {
+                        Input::Encoded(part.data)
+                    } else {
+                        Input::Text(TextSpec::parse(&part.name, &part.data)?)
+                    });
                 }
-                "draw_image" => {
+                "draw_image" | "draw_text" => {
                     if inputs.is_empty() {
-                        return Err(ImageError::option("`draw_image` before the `image` part"));
+                        return Err(ImageError::option(format!(
+                            "`{}` before the canvas part",
+                            part.name
+                        )));
                     }
-                    inputs.push(part.data);
-                }
-                "text_input" | "draw_text" => {
-                    return Err(ImageError::unsupported(format!(
-                        "text rendering (`{}` part)",
-                        part.name
-                    )))
+                    inputs.push(if part.name == "draw_image" {
+                        Input::Encoded(part.data)
+                    } else {
+                        Input::Text(TextSpec::parse(&part.name, &part.data)?)
+                    });
                 }
                 "transforms" => transforms = Some(utf8(&part)?.to_string()),
                 "output_format" => output = Some(Output::parse(utf8(&part)?)?),
@@ -110,7 +135,7 @@ impl Job {
             }
         }
         if inputs.is_empty() {
-            return Err(ImageError::option("missing `image` part"));
+            return Err(ImageError::option("missing `image` (or `text_input`) part"));
         }
         let output = output.ok_or_else(|| ImageError::option("missing `output_format` part"))?;
         let elements = parse_transforms(transforms.as_deref().unwrap_or("[]"), inputs.len())?;
@@ -137,8 +162,8 @@ impl Job {
     /// Decodes every input and applies the elements in array order; returns image 0.
     fn render(&self, limits: &Limits) -> Result<RgbaImage, ImageError> {
         let mut images: Vec<RgbaImage> = Vec::with_capacity(self.inputs.len());
-        for data in &self.inputs {
-            images.push(decode::decode(data, limits)?.1);
+        for input in &self.inputs {
+            images.push(input.load(limits)?);
         }
         for el in &self.elements {
             match el {

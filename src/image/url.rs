@@ -15,7 +15,7 @@
 use super::decode::{self, Format};
 use super::encode::{Encoded, Output};
 use super::ops::Transform;
-use super::pipeline::{Element, Job};
+use super::pipeline::{Element, Input, Job};
 use super::{color, ImageError};
 use crate::config::Limits;
 use bytes::Bytes;
@@ -276,7 +276,7 @@ pub fn run(
     let info = decode::probe(&body)?;
     let output = negotiate(o.want, info.format, accept);
     let job = Job {
-        inputs: vec![body.clone()],
+        inputs: vec![Input::Encoded(body.clone())],
         elements: vec![Element::Transform(transform)],
         output,
         quality: o.quality,
