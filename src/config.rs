@@ -21,14 +21,33 @@ pub struct Cli {
 pub enum Command {
     /// Run the server until SIGTERM/SIGINT.
     Serve(ServeArgs),
+    /// Validate the configuration (flags, environment, --config file) and print it.
+    CheckConfig(ServeArgs),
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// TOML file of defaults: `max_body = 1048576`, `header_timeout = 2.5`, … (any flag, with
+    /// `_` or `-`). Precedence: flags, then environment, then this file, then built-in defaults.
+    #[arg(long, env = "LASTBYTE_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Unix socket path to listen on. With neither --unix nor --tcp:
     /// $XDG_RUNTIME_DIR/lastbyte.sock, or /tmp/lastbyte.sock when XDG_RUNTIME_DIR is unset.
     #[arg(long, env = "LASTBYTE_UNIX")]
     pub unix: Option<PathBuf>,
+    /// Permissions of the Unix socket file, octal (e.g. 660); default: as the umask leaves it.
+    #[arg(long, env = "LASTBYTE_UNIX_MODE", value_parser = parse_mode)]
+    pub unix_mode: Option<u32>,
+    /// Owner of the Unix socket file: `USER[:GROUP]` (names or numeric ids).
+    #[arg(long, env = "LASTBYTE_UNIX_OWNER")]
+    pub unix_owner: Option<String>,
     /// TCP address to listen on (e.g. 127.0.0.1:8080).
     #[arg(long, env = "LASTBYTE_TCP")]
     pub tcp: Option<SocketAddr>,
@@ -98,6 +117,52 @@ pub struct ServeArgs {
     /// Log filter (tracing EnvFilter syntax), e.g. info, debug, lastbyte=trace.
     #[arg(long, env = "LASTBYTE_LOG", default_value = "info")]
     pub log: String,
+    /// Log line format: one request per line, human-readable or JSON.
+    #[arg(long, env = "LASTBYTE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim(), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("not an octal file mode: {s:?}"))
+}
+
+/// Applies a TOML config file as defaults by setting `LASTBYTE_*` variables that are not set
+/// already, so flags and the environment still win. Unknown keys are an error.
+pub fn apply_config_file(path: &std::path::Path, known: &[String]) -> Result<(), String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("--config {}: {e}", path.display()))?;
+    for (key, value) in table {
+        let id = key.replace('-', "_");
+        if !known.contains(&id) || id == "config" {
+            return Err(format!(
+                "--config {}: unknown setting {key:?}",
+                path.display()
+            ));
+        }
+        let v = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(format!(
+                    "--config {}: {key} must be a string or number, got {other:?}",
+                    path.display()
+                ))
+            }
+        };
+        let var = format!("LASTBYTE_{}", id.to_ascii_uppercase());
+        if std::env::var_os(&var).is_none() {
+            std::env::set_var(var, v);
+        }
+    }
+    Ok(())
 }
 
 /// Parses seconds, fractional allowed (`0.5`).
@@ -126,6 +191,8 @@ pub struct Limits {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub unix: Option<PathBuf>,
+    pub unix_mode: Option<u32>,
+    pub unix_owner: Option<String>,
     pub tcp: Option<SocketAddr>,
     pub workers: usize,
     pub cpu_threads: usize,
@@ -189,11 +256,14 @@ impl ServeArgs {
             return Err("--max-head must be at least 1024".into());
         }
         let unix = match (&self.unix, &self.tcp) {
-            (None, None) => Some(default_socket_path()),
+            // Under socket activation the passed sockets replace the default one.
+            (None, None) if std::env::var_os("LISTEN_FDS").is_none() => Some(default_socket_path()),
             (u, _) => u.clone(),
         };
         Ok(Config {
             unix,
+            unix_mode: self.unix_mode,
+            unix_owner: self.unix_owner,
             tcp: self.tcp,
             workers: if self.workers == 0 {
                 cores

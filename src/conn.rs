@@ -10,13 +10,14 @@ use crate::http::body::BodyReader;
 use crate::http::parse::{self, BodyFraming, HeadStatus, Method, RequestHead};
 use crate::image::{Code, ImageError};
 use crate::io::ledger::{Drained, Ledger, LedgerError, Sent, MAX_IOVECS};
+use crate::metrics::Metrics;
 use crate::pool::Work;
 use crate::respond::{self, Response};
 use crate::route::{self, Route};
 use crate::stats::Stats;
 use bytes::Bytes;
 use io_uring::types::Timespec;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,11 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 pub struct Shared {
     pub config: Config,
     pub stats: Arc<Stats>,
+    pub metrics: Arc<Metrics>,
+    /// Request ids, unique across rings.
+    next_request: AtomicU64,
+    /// Connection ids, unique across rings (logs and traces join on them).
+    pub next_connection: AtomicU64,
     pattern: OnceLock<Bytes>,
     /// SIGTERM/SIGINT arrived: stop accepting, finish what is in flight.
     draining: AtomicBool,
@@ -42,10 +48,13 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: Config, stats: Arc<Stats>) -> Shared {
+    pub fn new(config: Config, stats: Arc<Stats>, metrics: Arc<Metrics>) -> Shared {
         Shared {
             config,
             stats,
+            metrics,
+            next_request: AtomicU64::new(1),
+            next_connection: AtomicU64::new(1),
             pattern: OnceLock::new(),
             draining: AtomicBool::new(false),
             aborting: AtomicBool::new(false),
@@ -132,6 +141,19 @@ struct BodyState {
     body: Vec<u8>,
 }
 
+/// One request, for its log line and metrics.
+struct ReqLog {
+    id: u64,
+    route: &'static str,
+    started: Instant,
+    /// Request bytes consumed (head and body framing).
+    bytes_in: u64,
+    /// The ledger's confirmed count when the request started (bytes out = the difference).
+    out_base: u64,
+    status: u16,
+    code: u16,
+}
+
 /// What the response to a request needs to know about it.
 #[derive(Clone, Copy)]
 struct ReqCtx {
@@ -177,10 +199,15 @@ pub struct Conn {
     timer: Option<(TimerKind, Instant)>,
     /// The ring cancelled the operation in flight because `timer` expired.
     expired: bool,
+    /// The request being served, if any.
+    req: Option<ReqLog>,
+    /// Which ring serves this connection, and the peer's credentials (Unix sockets).
+    ring: usize,
+    peer: Option<(i32, u32)>,
 }
 
 impl Conn {
-    pub fn new(id: u64) -> Box<Conn> {
+    pub fn new(id: u64, ring: usize, peer: Option<(i32, u32)>) -> Box<Conn> {
         Box::new(Conn {
             id,
             buf: Vec::new(),
@@ -198,6 +225,9 @@ impl Conn {
             draining: false,
             timer: None,
             expired: false,
+            req: None,
+            ring,
+            peer,
         })
     }
 
@@ -357,6 +387,7 @@ impl Conn {
             return self.close();
         }
         self.len += res as usize;
+        Stats::add(&sh.stats.bytes_read, res as u64);
         self.drive(sh)
     }
 
@@ -378,6 +409,16 @@ impl Conn {
                         Ok(HeadStatus::Complete(head)) => {
                             self.pos += head.head_len;
                             Stats::inc(&sh.stats.requests);
+                            Stats::inc(&sh.stats.requests_in_flight);
+                            self.req = Some(ReqLog {
+                                id: sh.next_request.fetch_add(1, Ordering::Relaxed),
+                                route: route::route(head.method, &head.path).label(),
+                                started: Instant::now(),
+                                bytes_in: head.head_len as u64,
+                                out_base: self.ledger.confirmed(),
+                                status: 0,
+                                code: 0,
+                            });
                             if let Some(next) = self.start_request(head, sh) {
                                 return next;
                             }
@@ -397,6 +438,9 @@ impl Conn {
                         Ok(fed) => {
                             self.pos += fed.consumed;
                             Stats::add(&sh.stats.bytes_received, fed.consumed as u64);
+                            if let Some(r) = &mut self.req {
+                                r.bytes_in += fed.consumed as u64;
+                            }
                             if fed.done {
                                 return self.dispatch(*b, sh);
                             }
@@ -508,6 +552,12 @@ impl Conn {
                 "expected /bytes/<n> with n digits and an optional K or M",
             ),
             Route::Healthz => Response::text(200, "ok"),
+            Route::Metrics => Response::new(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                sh.metrics
+                    .render(&sh.stats, sh.open_connections.load(Ordering::Relaxed)),
+            ),
             Route::Root => handlers::root_page(),
             Route::NotFound => Response::text(404, "not found"),
             Route::NotImplemented => Response::text(501, "method not implemented").closing(),
@@ -532,12 +582,16 @@ impl Conn {
             }
             Route::Transform => {
                 let limits = sh.config.limits.clone();
-                Box::new(move || handlers::transform(ct.as_deref(), body, &limits))
+                timed(sh, move || {
+                    handlers::transform(ct.as_deref(), body, &limits)
+                })
             }
-            Route::Info => Box::new(move || handlers::info(ct.as_deref(), body)),
+            Route::Info => timed(sh, move || handlers::info(ct.as_deref(), body)),
             Route::ImageUrl(options) => {
                 let (limits, accept) = (sh.config.limits.clone(), b.head.accept);
-                Box::new(move || handlers::image_url(&options, accept.as_deref(), body, &limits))
+                timed(sh, move || {
+                    handlers::image_url(&options, accept.as_deref(), body, &limits)
+                })
             }
             _ => unreachable!("only body routes are dispatched"),
         };
@@ -574,6 +628,15 @@ impl Conn {
         if r.status >= 400 {
             Stats::inc(&sh.stats.error_responses);
         }
+        let route = match &mut self.req {
+            Some(req) => {
+                req.status = r.status;
+                req.code = r.code;
+                req.route
+            }
+            None => "other",
+        };
+        sh.metrics.count_response(route, r.status, r.code);
         // An unread body is discarded to keep the connection only when it is small and its
         // size is known or bounded; otherwise the connection closes (with a lingering close).
         let discard_ok = unread.as_ref().is_none_or(|u| {
@@ -618,6 +681,7 @@ impl Conn {
                 &format!("send failed: {}", std::io::Error::from_raw_os_error(-res)),
             );
         }
+        sh.metrics.send_sizes.observe(res as f64);
         let submitted: usize = self.iov[..self.msg.msg_iovlen]
             .iter()
             .map(|v| v.iov_len)
@@ -652,9 +716,10 @@ impl Conn {
         tracing::info!(
             conn = self.id,
             confirmed = self.ledger.confirmed(),
-            total = self.ledger.total(),
+            owed = self.ledger.owed(),
             "response failed: {why}"
         );
+        self.log_request(sh, "failed");
         self.ledger = Ledger::new();
         self.close()
     }
@@ -670,6 +735,7 @@ impl Conn {
             }
             After::KeepAlive { discard } => {
                 Stats::inc(&sh.stats.responses_complete);
+                self.log_request(sh, "complete");
                 self.state = match discard {
                     Some(r) => State::Discard(r),
                     None => State::Head { scanned: 0 },
@@ -678,10 +744,33 @@ impl Conn {
             }
             After::Close => {
                 Stats::inc(&sh.stats.responses_complete);
+                self.log_request(sh, "complete");
                 self.state = State::HalfClosing;
                 Next::Shutdown(proof)
             }
         }
+    }
+
+    /// The request's one log line (at `info`, target `lastbyte::request`).
+    fn log_request(&mut self, sh: &Shared, outcome: &str) {
+        let Some(r) = self.req.take() else { return };
+        Stats::dec(&sh.stats.requests_in_flight);
+        let (pid, uid) = self.peer.unwrap_or((0, 0));
+        tracing::info!(
+            target: "lastbyte::request",
+            id = r.id,
+            conn = self.id,
+            ring = self.ring,
+            route = r.route,
+            status = r.status,
+            code = r.code,
+            bytes_in = r.bytes_in,
+            bytes_out = self.ledger.confirmed() - r.out_base,
+            us = r.started.elapsed().as_micros() as u64,
+            peer_pid = pid,
+            peer_uid = uid,
+            outcome,
+        );
     }
 
     /// Half-closes after a drained response (between requests, the ledger is empty).
@@ -751,6 +840,25 @@ impl Conn {
         self.state = State::Closed;
         Next::Close
     }
+}
+
+/// Wraps a pool job so its duration is recorded by output type.
+fn timed(sh: &Shared, f: impl FnOnce() -> Response + Send + 'static) -> Work {
+    let m = sh.metrics.clone();
+    Box::new(move || {
+        let t = Instant::now();
+        let r = f();
+        let output = if r.status == 200 {
+            r.headers
+                .iter()
+                .find(|(k, _)| *k == "Content-Type")
+                .map_or("unknown", |(_, v)| v.as_str())
+        } else {
+            "error"
+        };
+        m.observe_job(output, t.elapsed());
+        r
+    })
 }
 
 fn ctx_of(head: &RequestHead, draining: bool) -> ReqCtx {

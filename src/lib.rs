@@ -22,6 +22,7 @@ pub mod handlers;
 pub mod http;
 pub mod image;
 pub mod io;
+pub mod metrics;
 pub mod pool;
 pub mod respond;
 pub mod route;

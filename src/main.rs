@@ -1,32 +1,72 @@
-use clap::Parser;
-use lastbyte::config::{Cli, Command};
+use clap::{CommandFactory, Parser};
+use lastbyte::config::{apply_config_file, Cli, Command, LogFormat, ServeArgs};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
+/// `--config FILE` (or `LASTBYTE_CONFIG`) from the raw arguments, before clap parses them, so
+/// the file can supply defaults that clap then sees as environment values.
+fn config_path() -> Option<std::path::PathBuf> {
+    let args: Vec<String> = std::env::args().collect();
+    for (i, a) in args.iter().enumerate() {
+        if a == "--config" {
+            return args.get(i + 1).map(Into::into);
+        }
+        if let Some(p) = a.strip_prefix("--config=") {
+            return Some(p.into());
+        }
+    }
+    std::env::var_os("LASTBYTE_CONFIG").map(Into::into)
+}
+
+fn init_logs(args: &ServeArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Human => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
 fn main() -> ExitCode {
+    if let Some(path) = config_path() {
+        let cmd = Cli::command();
+        let known: Vec<String> = cmd
+            .find_subcommand("serve")
+            .map(|s| s.get_arguments().map(|a| a.get_id().to_string()).collect())
+            .unwrap_or_default();
+        if let Err(e) = apply_config_file(&path, &known) {
+            eprintln!("lastbyte: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => {
-            let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(std::io::stderr)
-                .init();
-            let config = match args.validate() {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("lastbyte: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            match lastbyte::server::run(config) {
-                Ok(lastbyte::server::Exit::Drained) => ExitCode::SUCCESS,
-                Ok(lastbyte::server::Exit::Aborted) => ExitCode::from(3),
-                Err(e) => {
-                    eprintln!("lastbyte: {e}");
-                    ExitCode::from(1)
-                }
-            }
+    let (args, check) = match cli.command {
+        Command::Serve(a) => (a, false),
+        Command::CheckConfig(a) => (a, true),
+    };
+    let log_args = args.clone();
+    let config = match args.validate() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lastbyte: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if check {
+        println!("{config:#?}");
+        return ExitCode::SUCCESS;
+    }
+    init_logs(&log_args);
+    match lastbyte::server::run(config) {
+        Ok(lastbyte::server::Exit::Drained) => ExitCode::SUCCESS,
+        Ok(lastbyte::server::Exit::Aborted) => ExitCode::from(3),
+        Err(e) => {
+            eprintln!("lastbyte: {e}");
+            ExitCode::from(1)
         }
     }
 }

@@ -56,6 +56,7 @@ impl Mailbox {
 
 pub struct Pool {
     tx: Option<Sender<Task>>,
+    stats: Arc<Stats>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -79,6 +80,7 @@ impl Pool {
                     .name(format!("lastbyte-cpu-{i}"))
                     .spawn(move || {
                         for task in rx {
+                            Stats::dec(&stats.jobs_queued);
                             Stats::inc(&stats.jobs);
                             let r =
                                 catch_unwind(AssertUnwindSafe(task.work)).unwrap_or_else(|_| {
@@ -93,6 +95,7 @@ impl Pool {
             .collect();
         Pool {
             tx: Some(tx),
+            stats,
             threads,
         }
     }
@@ -104,9 +107,12 @@ impl Pool {
             work,
             mailbox: mailbox.clone(),
         };
+        // Counted before the send so a fast worker never decrements below zero.
+        Stats::inc(&self.stats.jobs_queued);
         match self.tx.as_ref().map(|tx| tx.try_send(task)) {
             Some(Ok(())) => Ok(()),
             Some(Err(TrySendError::Full(_))) | Some(Err(TrySendError::Disconnected(_))) | None => {
+                Stats::dec(&self.stats.jobs_queued);
                 Err(Busy)
             }
         }

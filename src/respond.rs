@@ -14,6 +14,8 @@ pub struct Response {
     pub body: Bytes,
     /// The connection must close after this response (framing can no longer be trusted).
     pub close: bool,
+    /// The binding error code it carries (0 = none), for logs and metrics.
+    pub code: u16,
 }
 
 impl Response {
@@ -23,6 +25,7 @@ impl Response {
             headers: vec![("Content-Type", content_type.to_string())],
             body: body.into(),
             close: false,
+            code: 0,
         }
     }
 
@@ -39,6 +42,7 @@ impl Response {
         if e.code == Code::Busy {
             r.headers.push(("Retry-After", "1".to_string()));
         }
+        r.code = e.code.number();
         r
     }
 

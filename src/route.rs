@@ -18,6 +18,8 @@ pub enum Route {
     /// `/bytes/<junk>`.
     BadBytes,
     Healthz,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
     Root,
     /// A known path with the wrong method; the value is the `Allow` header.
     MethodNotAllowed(&'static str),
@@ -27,6 +29,21 @@ pub enum Route {
 }
 
 impl Route {
+    /// The `route` label in logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Transform => "transform",
+            Route::Info => "info",
+            Route::Echo => "echo",
+            Route::ImageUrl(_) => "cdn_cgi_image",
+            Route::Bytes(_) | Route::BadBytes => "bytes",
+            Route::Healthz => "healthz",
+            Route::Metrics => "metrics",
+            Route::Root => "root",
+            Route::MethodNotAllowed(_) | Route::NotImplemented | Route::NotFound => "other",
+        }
+    }
+
     /// Routes that read the request body before answering.
     pub fn needs_body(&self) -> bool {
         matches!(
@@ -63,6 +80,8 @@ pub fn route(method: Method, path: &str) -> Route {
             _ => Route::MethodNotAllowed("POST"),
         },
         "/healthz" if get => Route::Healthz,
+        "/metrics" if get => Route::Metrics,
+        "/metrics" => Route::MethodNotAllowed("GET, HEAD"),
         "/" if get => Route::Root,
         "/healthz" | "/" => Route::MethodNotAllowed("GET, HEAD"),
         _ if path.starts_with("/cdn-cgi/image/") => match method {

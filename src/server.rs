@@ -5,6 +5,7 @@ use crate::conn::Shared;
 use crate::handlers;
 use crate::io::listener::Listener;
 use crate::io::sys;
+use crate::metrics::Metrics;
 use crate::pool::{Mailbox, Pool};
 use crate::stats::Stats;
 use crate::worker::Worker;
@@ -21,6 +22,15 @@ pub enum Exit {
     Aborted,
 }
 
+/// Tells the service manager `state` when `NOTIFY_SOCKET` is set; failures are logged only.
+fn notify(state: &str) {
+    match sys::sd_notify(state) {
+        Ok(true) => tracing::debug!(state, "sd_notify"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!("sd_notify({state:?}) failed: {e}"),
+    }
+}
+
 /// Runs the server until SIGTERM/SIGINT and the drain that follows.
 pub fn run(config: Config) -> io::Result<Exit> {
     sys::ignore_sigpipe();
@@ -28,9 +38,22 @@ pub fn run(config: Config) -> io::Result<Exit> {
     // this thread reads them.
     let sig = sys::signalfd_for_shutdown()?;
     let workers = config.workers;
-    let mut listeners = Vec::new();
+    // Sockets from systemd socket activation are shared by every ring, like the Unix one.
+    let mut listeners: Vec<Listener> = sys::listen_fds()?
+        .into_iter()
+        .map(Listener::inherited)
+        .collect();
     if let Some(p) = &config.unix {
-        listeners.push(Listener::bind_unix(p)?);
+        let l = Listener::bind_unix(p)?;
+        l.set_unix_access(config.unix_mode, config.unix_owner.as_deref())
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+        listeners.push(l);
+    }
+    if listeners.is_empty() && config.tcp.is_none() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "nothing to listen on (LISTEN_FDS passed no sockets)",
+        ));
     }
     // TCP: one SO_REUSEPORT socket per ring, so the kernel spreads connections.
     let mut tcp: Vec<Listener> = Vec::new();
@@ -46,13 +69,14 @@ pub fn run(config: Config) -> io::Result<Exit> {
         println!("lastbyte listening on {}", l.describe());
     }
     let stats = Arc::new(Stats::default());
+    let metrics = Arc::new(Metrics::new(workers));
     let pool = Arc::new(Pool::new(
         config.cpu_threads,
         config.queue_depth,
         stats.clone(),
         handlers::internal_error,
     ));
-    let shared = Arc::new(Shared::new(config, stats.clone()));
+    let shared = Arc::new(Shared::new(config, stats.clone(), metrics));
     let mut wakes: Vec<OwnedFd> = Vec::new();
     let mut mailboxes = Vec::new();
     let mut threads = Vec::new();
@@ -78,11 +102,18 @@ pub fn run(config: Config) -> io::Result<Exit> {
             sys::eventfd_notify(m.wake_fd());
         }
     };
+    // Every ring is built and accepting (the listeners were already listening, so nothing
+    // connecting now is lost).
+    notify(&format!("READY=1\nMAINPID={}", std::process::id()));
     // First signal: drain. Second signal, or the deadline: abort.
     sys::wait_signal(&sig, None)?;
     tracing::info!("signal received: draining");
+    notify("STOPPING=1");
     shared.start_draining();
     wake_all();
+    for l in listeners.iter().chain(&tcp) {
+        l.stop_accepting();
+    }
     let deadline = shared.config.shutdown_timeout;
     let waiter = {
         let shared = shared.clone();

@@ -1,5 +1,5 @@
-//! In-process counters, updated by the ring and the pool, logged at shutdown.
-//! (`/metrics` will export them.)
+//! In-process counters and gauges, updated by the rings and the pool, logged at shutdown and
+//! exported by `/metrics` (see [`crate::metrics`]).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -70,9 +70,24 @@ counters! {
     shutdown_aborts,
     /// Responses with status >= 400.
     error_responses,
+    /// Request bytes read from sockets (heads and bodies, before decoding).
+    bytes_read,
+    /// Gauge: requests parsed and not yet answered (or failed).
+    requests_in_flight,
+    /// Gauge: image jobs waiting for a CPU thread.
+    jobs_queued,
 }
 
 impl Stats {
+    /// Counters that go up and down (exported as gauges).
+    pub fn is_gauge(name: &str) -> bool {
+        matches!(name, "requests_in_flight" | "jobs_queued")
+    }
+
+    pub fn dec(counter: &AtomicU64) {
+        counter.fetch_sub(1, Relaxed);
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
     }

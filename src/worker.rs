@@ -40,7 +40,6 @@ pub struct Worker {
     free: Vec<u32>,
     live: usize,
     next_gen: u32,
-    next_id: u64,
     /// Which ring this is (labels in logs and metrics).
     id: usize,
     /// Listening sockets this ring accepts on (owned by the server).
@@ -68,7 +67,6 @@ impl Worker {
             free: Vec::new(),
             live: 0,
             next_gen: 1,
-            next_id: 1,
             accepting: vec![false; listen_fds.len()],
             listen_fds,
             wake_buf: Box::new([0; 8]),
@@ -103,9 +101,20 @@ impl Worker {
                 };
                 if let Some(exit) = self.complete(t, res)? {
                     Stats::add(&self.shared.stats.shutdown_aborts, self.live as u64);
+                    self.reset_live();
                     return Ok(exit);
                 }
             }
+        }
+    }
+
+    /// Aborting: every connection still open is set to reset when the process exits
+    /// (SO_LINGER 0), so a TCP peer sees ECONNRESET rather than a FIN that could pass for
+    /// the end of a response. (AF_UNIX has no reset: the peer sees EOF short of the
+    /// `Content-Length` every response carries.)
+    fn reset_live(&mut self) {
+        for s in self.slots.iter().flatten() {
+            let _ = sys::set_linger_zero(s.fd);
         }
     }
 
@@ -204,10 +213,6 @@ impl Worker {
         if res >= 0 {
             // SAFETY: a successful accept returns a new descriptor that we now own.
             let fd = unsafe { OwnedFd::from_raw_fd(res) };
-            if self.draining {
-                drop(fd);
-                return Ok(());
-            }
             Stats::inc(&self.shared.stats.connections);
             if self.shared.config.send_buffer > 0 {
                 if let Err(e) = sys::set_send_buffer(fd.as_raw_fd(), self.shared.config.send_buffer)
@@ -222,16 +227,21 @@ impl Worker {
                 .as_mut()
                 .expect("just inserted")
                 .conn;
+            // Accepted as the drain began: served like any other (one request, then close).
+            if self.draining || self.shared.draining() {
+                conn.set_draining();
+            }
             let next = if over {
                 conn.refuse(&self.shared)
             } else {
                 conn.start()
             };
             self.execute(slot, next)?;
-        } else if res != -libc::ECANCELED {
+        } else if res != -libc::ECANCELED && !self.shared.draining() {
             tracing::warn!("accept failed: {}", io::Error::from_raw_os_error(-res));
         }
-        if !self.draining {
+        // Draining: the listener has been shut down, so accept would only fail again.
+        if !self.draining && !self.shared.draining() {
             self.arm_accept(i)?;
         }
         Ok(())
@@ -240,9 +250,12 @@ impl Worker {
     fn insert(&mut self, fd: OwnedFd) -> u32 {
         let gen = self.next_gen;
         self.next_gen = (self.next_gen + 1) & 0xFF_FFFF;
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut conn = Conn::new(id);
+        let id = self.shared.next_connection.fetch_add(1, Ordering::Relaxed);
+        let peer = sys::peer_credentials(fd.as_raw_fd());
+        if let Some(c) = self.shared.metrics.ring_connections.get(self.id) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut conn = Conn::new(id, self.id, peer);
         if self.draining {
             conn.set_draining();
         }

@@ -15,10 +15,17 @@ pub enum Listener {
     Unix {
         sock: UnixListener,
         path: PathBuf,
+        /// (device, inode) of the file bound, so only that file is ever removed.
+        file_id: Option<(u64, u64)>,
     },
     Tcp {
         sock: OwnedFd,
         addr: SocketAddr,
+    },
+    /// A socket passed by the service manager (socket activation); never unlinked here.
+    Inherited {
+        sock: OwnedFd,
+        desc: String,
     },
 }
 
@@ -53,6 +60,7 @@ impl Listener {
         Ok(Listener::Unix {
             sock,
             path: path.to_path_buf(),
+            file_id: file_id(path),
         })
     }
 
@@ -77,10 +85,57 @@ impl Listener {
         })
     }
 
+    /// Refuses new connections from now on (drain): `shutdown(2)` on the listening socket
+    /// makes connect fail with ECONNREFUSED (Unix) or RST (TCP) while the fd stays valid for
+    /// the rings' cancelled accepts. A socket passed by the service manager is left alone: its
+    /// queue belongs to the next instance.
+    pub fn stop_accepting(&self) {
+        match self {
+            Listener::Unix { .. } | Listener::Tcp { .. } => {
+                crate::io::sys::shutdown_listener(self.fd())
+            }
+            Listener::Inherited { .. } => {}
+        }
+    }
+
+    /// Wraps a listening socket passed by systemd (see `sys::listen_fds`).
+    pub fn inherited(sock: OwnedFd) -> Listener {
+        let s = socket2::SockRef::from(&sock);
+        let desc = match s.local_addr() {
+            Ok(a) => match (a.as_socket(), a.as_pathname()) {
+                (Some(ip), _) => format!("tcp:{ip}"),
+                (None, Some(p)) => format!("unix:{}", p.display()),
+                (None, None) => "unix:(unnamed)".to_string(),
+            },
+            Err(_) => "(unknown)".to_string(),
+        };
+        Listener::Inherited {
+            desc: format!("{desc} (fd {}, socket activation)", sock.as_raw_fd()),
+            sock,
+        }
+    }
+
+    /// Sets the Unix socket file's mode and owner (`USER[:GROUP]`); no-op for other kinds.
+    pub fn set_unix_access(&self, mode: Option<u32>, owner: Option<&str>) -> io::Result<()> {
+        let Listener::Unix { path, .. } = self else {
+            return Ok(());
+        };
+        if let Some(owner) = owner {
+            let (uid, gid) = crate::io::sys::owner_ids(owner)?;
+            std::os::unix::fs::chown(path, uid, gid)?;
+        }
+        if let Some(mode) = mode {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        }
+        Ok(())
+    }
+
     pub fn fd(&self) -> RawFd {
         match self {
             Listener::Unix { sock, .. } => sock.as_raw_fd(),
             Listener::Tcp { sock, .. } => sock.as_raw_fd(),
+            Listener::Inherited { sock, .. } => sock.as_raw_fd(),
         }
     }
 
@@ -88,7 +143,7 @@ impl Listener {
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         match self {
             Listener::Tcp { addr, .. } => Some(*addr),
-            Listener::Unix { .. } => None,
+            Listener::Unix { .. } | Listener::Inherited { .. } => None,
         }
     }
 
@@ -96,14 +151,29 @@ impl Listener {
         match self {
             Listener::Unix { path, .. } => format!("unix:{}", path.display()),
             Listener::Tcp { addr, .. } => format!("tcp:{addr}"),
+            Listener::Inherited { desc, .. } => desc.clone(),
         }
     }
 }
 
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Listener::Unix { path, .. } = self {
-            let _ = std::fs::remove_file(path);
+        // A successor may already have replaced the file (it found this socket refusing
+        // connections while it drained): remove the file only if it is still ours.
+        if let Listener::Unix {
+            path, file_id: id, ..
+        } = self
+        {
+            if id.is_some() && file_id(path) == *id {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }

@@ -103,6 +103,46 @@ pub fn set_send_buffer(fd: RawFd, bytes: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// `shutdown(fd, SHUT_RDWR)` on a listening socket: new connections are refused.
+pub fn shutdown_listener(fd: RawFd) {
+    let _ = syscall!(libc::shutdown(fd, libc::SHUT_RDWR));
+}
+
+/// SO_LINGER with a zero timeout: closing the socket resets the connection (TCP RST).
+pub fn set_linger_zero(fd: RawFd) -> io::Result<()> {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    syscall!(libc::setsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_LINGER,
+        (&l as *const libc::linger).cast(),
+        std::mem::size_of::<libc::linger>() as libc::socklen_t,
+    ))?;
+    Ok(())
+}
+
+/// The peer's (pid, uid) of a Unix socket (SO_PEERCRED); `None` for other sockets.
+pub fn peer_credentials(fd: RawFd) -> Option<(i32, u32)> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    syscall!(libc::getsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_PEERCRED,
+        (&mut cred as *mut libc::ucred).cast(),
+        &mut len,
+    ))
+    .ok()?;
+    (cred.pid > 0).then_some((cred.pid, cred.uid))
+}
+
 /// Unread bytes in a socket's receive queue (SIOCINQ / FIONREAD).
 pub fn inq(fd: RawFd) -> io::Result<usize> {
     let mut n: libc::c_int = 0;
@@ -116,4 +156,127 @@ pub fn outq(fd: RawFd) -> io::Result<usize> {
     let mut n: libc::c_int = 0;
     syscall!(libc::ioctl(fd, libc::TIOCOUTQ, &mut n))?;
     Ok(n as usize)
+}
+
+/// Sockets passed by systemd socket activation (`sd_listen_fds(3)`): fds 3, 4, … when
+/// `LISTEN_PID` names this process and `LISTEN_FDS` counts them. The variables are removed so
+/// children do not inherit them. Each fd must be a listening stream socket; it is made
+/// close-on-exec.
+pub fn listen_fds() -> io::Result<Vec<OwnedFd>> {
+    let (Ok(pid), Ok(n)) = (std::env::var("LISTEN_PID"), std::env::var("LISTEN_FDS")) else {
+        return Ok(Vec::new());
+    };
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
+    if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
+        return Ok(Vec::new());
+    }
+    let n: i32 = n.trim().parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("LISTEN_FDS={n:?} is not a count"),
+        )
+    })?;
+    const SD_LISTEN_FDS_START: i32 = 3;
+    let mut fds = Vec::new();
+    for fd in SD_LISTEN_FDS_START..SD_LISTEN_FDS_START + n.clamp(0, 64) {
+        let mut listening: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let ok = syscall!(libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut listening as *mut libc::c_int).cast(),
+            &mut len,
+        ));
+        if ok.is_err() || listening == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("fd {fd} passed by LISTEN_FDS is not a listening socket"),
+            ));
+        }
+        syscall!(libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC))?;
+        // SAFETY: systemd passed this fd to this process to own; nothing else in the process
+        // refers to it.
+        fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    Ok(fds)
+}
+
+/// Sends `state` (e.g. `READY=1`) to the service manager when `NOTIFY_SOCKET` is set
+/// (`sd_notify(3)`; a path, or an abstract name starting with `@`). Returns whether a message
+/// was sent.
+pub fn sd_notify(state: &str) -> io::Result<bool> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return Ok(false);
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name)?,
+        None => SocketAddr::from_pathname(&path)?,
+    };
+    let sock = UnixDatagram::unbound()?;
+    sock.send_to_addr(state.as_bytes(), &addr)?;
+    Ok(true)
+}
+
+/// Resolves `USER[:GROUP]` (names or numeric ids) to ids; `None` keeps that id unchanged.
+pub fn owner_ids(spec: &str) -> io::Result<(Option<u32>, Option<u32>)> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let uid = match user {
+        "" => None,
+        u => Some(lookup_id(u, true)?),
+    };
+    let gid = match group {
+        None | Some("") => None,
+        Some(g) => Some(lookup_id(g, false)?),
+    };
+    Ok((uid, gid))
+}
+
+fn lookup_id(name: &str, user: bool) -> io::Result<u32> {
+    if let Ok(id) = name.parse::<u32>() {
+        return Ok(id);
+    }
+    let what = if user { "user" } else { "group" };
+    let not_found = || io::Error::new(io::ErrorKind::NotFound, format!("no {what} {name:?}"));
+    let c = std::ffi::CString::new(name).map_err(|_| not_found())?;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut found = std::ptr::null_mut();
+    if user {
+        // SAFETY: `passwd` is plain old data; all-zero is a valid value.
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        // SAFETY: all pointers are valid for the call; `buf` outlives the result's use.
+        let r = unsafe {
+            libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut found)
+        };
+        if r != 0 || found.is_null() {
+            return Err(not_found());
+        }
+        Ok(pw.pw_uid)
+    } else {
+        // SAFETY: `group` is plain old data; all-zero is a valid value.
+        let mut gr: libc::group = unsafe { std::mem::zeroed() };
+        let mut found_g = std::ptr::null_mut();
+        // SAFETY: all pointers are valid for the call; `buf` outlives the result's use.
+        let r = unsafe {
+            libc::getgrnam_r(
+                c.as_ptr(),
+                &mut gr,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut found_g,
+            )
+        };
+        if r != 0 || found_g.is_null() {
+            return Err(not_found());
+        }
+        Ok(gr.gr_gid)
+    }
 }

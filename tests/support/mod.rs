@@ -16,6 +16,16 @@ pub fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
 }
 
+/// How [`Server::launch`] starts the binary.
+#[derive(Default)]
+pub struct Launch {
+    /// Also listen on an ephemeral 127.0.0.1 port.
+    pub tcp: bool,
+    /// Pass the Unix socket as systemd would (see [`Server::start_activated`]).
+    pub activated: bool,
+    pub env: Vec<(String, String)>,
+}
+
 /// The real server binary on a Unix socket in a short temp dir (socket paths ≤ 107 bytes).
 pub struct Server {
     pub child: Option<Child>,
@@ -36,6 +46,44 @@ impl Server {
     }
 
     fn start_with(extra: &[&str], tcp: bool) -> Server {
+        Self::launch(
+            extra,
+            Launch {
+                tcp,
+                ..Launch::default()
+            },
+        )
+    }
+
+    /// Starts with extra environment variables.
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::launch(
+            extra,
+            Launch {
+                env: env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Launch::default()
+            },
+        )
+    }
+
+    /// Starts as systemd socket activation does: this process binds the Unix socket and the
+    /// server inherits it as fd 3 with `LISTEN_FDS=1` and `LISTEN_PID` set to the server's own
+    /// pid (`sh -c 'exec …'` keeps the pid, so `$$` is it). No `--unix` is passed.
+    pub fn start_activated(extra: &[&str]) -> Server {
+        Self::launch(
+            extra,
+            Launch {
+                activated: true,
+                ..Launch::default()
+            },
+        )
+    }
+
+    pub fn launch(extra: &[&str], how: Launch) -> Server {
+        let tcp = how.tcp;
         let dir = tempfile::Builder::new()
             .prefix("lb")
             .tempdir_in("/tmp")
@@ -48,8 +96,34 @@ impl Server {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
         });
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lastbyte"));
-        cmd.arg("serve").arg("--unix").arg(&sock);
+        let bin = env!("CARGO_BIN_EXE_lastbyte");
+        let mut cmd;
+        let mut inherited = None;
+        if how.activated {
+            let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+            cmd = Command::new("sh");
+            cmd.arg("-c")
+                .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#)
+                .arg(bin)
+                .arg("serve");
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&l);
+            // SAFETY: dup2/fcntl are async-signal-safe; nothing is allocated after fork.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    if fd == 3 {
+                        libc::fcntl(3, libc::F_SETFD, 0);
+                    } else if libc::dup2(fd, 3) != 3 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            inherited = Some(l);
+        } else {
+            cmd = Command::new(bin);
+            cmd.arg("serve").arg("--unix").arg(&sock);
+        }
+        cmd.envs(how.env);
         if let Some(a) = tcp_addr {
             cmd.arg("--tcp").arg(a.to_string());
         }
@@ -59,6 +133,8 @@ impl Server {
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap());
         let child = cmd.spawn().expect("spawn lastbyte");
+        // The server holds its own copy of an inherited socket now.
+        drop(inherited);
         let s = Server {
             child: Some(child),
             dir,
@@ -90,6 +166,10 @@ impl Server {
 
     pub fn pid(&self) -> i32 {
         self.child.as_ref().unwrap().id() as i32
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
     }
 
     pub fn stderr(&self) -> String {
