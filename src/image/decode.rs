@@ -133,6 +133,26 @@ pub fn check_limits(width: u32, height: u32, limits: &Limits) -> Result<(), Imag
     Ok(())
 }
 
+/// The canvas size a WebP file declares (`VP8 `, `VP8L` or `VP8X` first chunk), read from the
+/// RIFF container directly: the WebP decoder reports 0×0 for a header without image data, and a
+/// bomb must be judged by what it declares.
+fn webp_declared_size(data: &[u8]) -> Option<(u32, u32)> {
+    let fourcc = data.get(12..16)?;
+    let p = data.get(20..)?;
+    let le = |b: &[u8]| b.iter().rev().fold(0u32, |acc, x| (acc << 8) | *x as u32);
+    match fourcc {
+        b"VP8 " if p.get(3..6)? == [0x9d, 0x01, 0x2a] => {
+            Some((le(p.get(6..8)?) & 0x3fff, le(p.get(8..10)?) & 0x3fff))
+        }
+        b"VP8L" if *p.first()? == 0x2f => {
+            let bits = le(p.get(1..5)?);
+            Some(((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1))
+        }
+        b"VP8X" => Some((le(p.get(4..7)?) + 1, le(p.get(7..10)?) + 1)),
+        _ => None,
+    }
+}
+
 /// Reads format and oriented dimensions from the header, without decoding pixels.
 pub fn probe(data: &[u8]) -> Result<Info, ImageError> {
     let format = sniff(data).ok_or_else(|| not_an_image(data))?;
@@ -150,7 +170,10 @@ pub fn probe(data: &[u8]) -> Result<Info, ImageError> {
     }
     r.no_limits();
     let mut dec = r.into_decoder().map_err(|e| map_image_error(format, e))?;
-    let (w, h) = dec.dimensions();
+    let (w, h) = match dec.dimensions() {
+        (0, _) | (_, 0) if format == Format::Webp => webp_declared_size(data).unwrap_or((0, 0)),
+        d => d,
+    };
     let swap = dec.orientation().map(swaps_axes).unwrap_or(false);
     let (width, height) = if swap { (h, w) } else { (w, h) };
     Ok(Info {
@@ -168,6 +191,11 @@ fn swaps_axes(o: image::metadata::Orientation) -> bool {
 /// Decodes to straight-alpha RGBA8, orientation applied, limits checked from the header first.
 pub fn decode(data: &[u8], limits: &Limits) -> Result<(Format, RgbaImage), ImageError> {
     let format = sniff(data).ok_or_else(|| not_an_image(data))?;
+    if format == Format::Webp {
+        if let Some((w, h)) = webp_declared_size(data) {
+            check_limits(w, h, limits)?;
+        }
+    }
     if format == Format::Avif {
         let (w, h) = avif::dimensions(data).map_err(|e| corrupt(format, e))?;
         check_limits(w, h, limits)?;
@@ -223,5 +251,26 @@ mod tests {
         // /info still reports it, from the header alone.
         let info = probe(&png).unwrap();
         assert_eq!((info.width, info.height), (50_000, 50_000));
+    }
+
+    #[test]
+    fn webp_bomb_is_judged_by_its_declared_size() {
+        // VP8L header declaring 16384x16384 with no image data.
+        let mut webp = b"RIFF\x19\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00\x2f".to_vec();
+        webp.extend_from_slice(&[0xff, 0xff, 0xff, 0x1f]);
+        webp.extend_from_slice(&[0; 9]);
+        assert_eq!(webp_declared_size(&webp), Some((16384, 16384)));
+        let e = decode(&webp, &limits()).unwrap_err();
+        assert_eq!(e.code, Code::ImageTooLarge, "{e}");
+        let info = probe(&webp).unwrap();
+        assert_eq!((info.width, info.height), (16384, 16384));
+        // Lossy and extended headers.
+        let mut vp8 = b"RIFF\0\0\0\0WEBPVP8 \0\0\0\0".to_vec();
+        vp8.extend_from_slice(&[0, 0, 0, 0x9d, 0x01, 0x2a, 0x64, 0x00, 0x32, 0x00]);
+        assert_eq!(webp_declared_size(&vp8), Some((100, 50)));
+        let mut vp8x = b"RIFF\0\0\0\0WEBPVP8X\0\0\0\0".to_vec();
+        vp8x.extend_from_slice(&[0x10, 0, 0, 0, 0xc7, 0, 0, 0x63, 0, 0]);
+        assert_eq!(webp_declared_size(&vp8x), Some((200, 100)));
+        assert_eq!(webp_declared_size(b"RIFF"), None);
     }
 }
