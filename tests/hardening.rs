@@ -103,8 +103,21 @@ fn body_timeout_is_a_progress_timeout() {
 
 #[test]
 fn write_stall_aborts_only_a_response_that_makes_no_progress() {
-    let s = Server::start(&["--write-stall-timeout", "0.5", "--send-buffer", "65536"]);
-    // A slow reader that keeps making progress (a read every 200 ms) is never cut.
+    // Every other timer is far shorter than the slow response below: none of them may cut it.
+    let s = Server::start(&[
+        "--write-stall-timeout",
+        "0.5",
+        "--send-buffer",
+        "65536",
+        "--idle-timeout",
+        "0.3",
+        "--header-timeout",
+        "0.3",
+        "--body-timeout",
+        "0.3",
+    ]);
+    // A slow reader that keeps making progress (a read every 200 ms, ~1.6 s in all) is never
+    // cut.
     let mut c = s.connect();
     c.write_all(b"GET /bytes/1M HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -123,6 +136,16 @@ fn write_stall_aborts_only_a_response_that_makes_no_progress() {
     std::thread::sleep(Duration::from_millis(1500));
     let t = read_response_paced(&mut c, &mut Vec::new(), Pace::FAST).expect_err("aborted");
     assert!(t.got < t.expected, "{t:?}");
+    // The abort is logged with the bytes confirmed against the bytes owed.
+    let log = s.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("write stalled"))
+        .unwrap_or_else(|| panic!("no abort line in:\n{log}"));
+    assert!(
+        line.contains("confirmed=") && line.contains("owed="),
+        "{line}"
+    );
     let (_, st) = s.stop();
     assert_eq!(st["write_stall_aborts"], 1);
     assert_eq!(st["responses_failed"], 1);
@@ -149,20 +172,30 @@ fn connection_cap_refuses_with_503() {
 }
 
 #[test]
-fn tcp_client_still_uploading_reads_the_whole_413() {
+fn tcp_client_still_uploading_reads_the_whole_error_response() {
     let s = Server::start_tcp(&["--max-body", "100000"]);
-    for expect in [false, true] {
+    let upload = 8 << 20;
+    // Every close path with an upload still arriving: refused by size (with and without
+    // `Expect`), a framing error, an unsupported coding, and a route that never reads it.
+    let cases = [
+        (format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {upload}\r\n\r\n"), 413),
+        (
+            format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {upload}\r\nExpect: 100-continue\r\n\r\n"),
+            413,
+        ),
+        (
+            format!("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {upload}\r\nContent-Length: 1\r\n\r\n"),
+            400,
+        ),
+        (
+            "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n".to_string(),
+            501,
+        ),
+        (format!("POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: {upload}\r\n\r\n"), 404),
+    ];
+    for (head, status) in cases {
         let mut c = TcpStream::connect(s.tcp.unwrap()).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let upload = 8 << 20;
-        let head = format!(
-            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {upload}\r\n{}\r\n",
-            if expect {
-                "Expect: 100-continue\r\n"
-            } else {
-                ""
-            }
-        );
         c.write_all(head.as_bytes()).unwrap();
         let mut w = c.try_clone().unwrap();
         let writer = std::thread::spawn(move || {
@@ -177,17 +210,20 @@ fn tcp_client_still_uploading_reads_the_whole_413() {
             sent
         });
         let r = read_response(&mut c);
-        assert_eq!(r.status, 413, "expect={expect}");
-        assert!(r.text().contains("too large"));
+        assert_eq!(r.status, status, "{head:?}");
+        assert!(!r.body.is_empty());
         let (rest, err) = read_to_end(&mut c);
         assert!(
             rest.is_empty() && err.is_none(),
-            "expect={expect}: clean EOF, no reset: {err:?}"
+            "{head:?}: clean EOF, no reset: {err:?}"
         );
         writer.join().unwrap();
     }
     let (_, st) = s.stop();
-    assert!(st["linger_bytes"] > 0);
+    // Every upload was read to the client's EOF, none cut by the linger bounds (a cut would
+    // close with unread bytes: a reset).
+    assert!(st["linger_bytes"] >= 4 * upload as u64, "{st:?}");
+    assert_eq!(st["linger_cut"], 0);
 }
 
 #[test]

@@ -113,6 +113,34 @@ fn limits_and_malformed_requests() {
         (b"GET / HTTP/1.1\r\n\r\n".to_vec(), 400),
         (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n".to_vec(), 505),
         (b"G\x01T / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n0\r\n\r\n"
+                .to_vec(),
+            400,
+        ),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: -4\r\n\r\nWiki".to_vec(),
+            400,
+        ),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n".to_vec(), 400),
+        (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n".to_vec(), 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n".to_vec(), 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n".to_vec(), 400),
+        (b"GET / HTTP/1.x\r\nHost: x\r\n\r\n".to_vec(), 400),
+        (
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(64 * 1024)).into_bytes(),
+            414,
+        ),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: tea\r\nContent-Length: 1\r\n\r\nx"
+                .to_vec(),
+            417,
+        ),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4;x\x01\r\nWiki\r\n0\r\n\r\n"
+                .to_vec(),
+            400,
+        ),
     ];
     for (req, status) in cases {
         let mut c = s.connect();
@@ -126,6 +154,11 @@ fn limits_and_malformed_requests() {
         );
         assert!(!r.body.is_empty(), "error responses have a short text body");
         assert_eq!(r.header("connection"), Some("close"));
+        // Closed after the response: nothing more is served on the connection.
+        let _ = c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "served after a framing error");
     }
     let r = roundtrip(&s, b"GET /transform HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
@@ -293,4 +326,91 @@ fn sigterm_finishes_a_response_in_flight() {
     assert_eq!(code, 0);
     assert_eq!(st["responses_failed"], 0);
     assert_eq!(st["shutdown_aborts"], 0);
+}
+
+#[test]
+fn root_page_and_404_keep_the_connection() {
+    let s = Server::start(&[]);
+    let mut c = s.connect();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let r = read_response(&mut c);
+    assert_eq!(r.status, 200);
+    let page = r.text();
+    assert!(
+        page.contains("lastbyte") && page.contains("/transform"),
+        "{page}"
+    );
+    // 404 on an unknown path, and the same connection serves the next request.
+    c.write_all(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut c);
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("connection"), None);
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut c).status, 200);
+}
+
+/// Reads until the first response head is complete; returns the raw bytes so far.
+fn first_head(c: &mut std::os::unix::net::UnixStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while find(&buf, b"\r\n\r\n").is_none() {
+        let n = c.read(&mut chunk).unwrap();
+        assert!(n > 0, "EOF before a response head");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    buf
+}
+
+#[test]
+fn expect_continue_only_when_the_body_will_be_read() {
+    let s = Server::start(&["--max-body", "65536"]);
+    // /bytes does not use a body: the final response comes at once, never a 100 first.
+    let mut c = s.connect();
+    c.write_all(
+        b"POST /bytes/10 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    )
+    .unwrap();
+    let head = first_head(&mut c);
+    assert!(
+        head.starts_with(b"HTTP/1.1 200 "),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // A body over the limit: 413 at once, without waiting for the body, and no 100.
+    let mut c = s.connect();
+    c.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 999999\r\n\r\n",
+    )
+    .unwrap();
+    let head = first_head(&mut c);
+    assert!(
+        head.starts_with(b"HTTP/1.1 413 "),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // A wrong method: 405 at once.
+    let mut c = s.connect();
+    c.write_all(
+        b"PUT /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    )
+    .unwrap();
+    let head = first_head(&mut c);
+    assert!(
+        head.starts_with(b"HTTP/1.1 405 "),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // /echo will read it: 100 Continue first, then the echo once the body is sent.
+    let mut c = s.connect();
+    c.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    )
+    .unwrap();
+    let head = first_head(&mut c);
+    assert_eq!(head, b"HTTP/1.1 100 Continue\r\n\r\n");
+    c.write_all(b"hello").unwrap();
+    let r = read_response(&mut c);
+    assert_eq!((r.status, &r.body[..]), (200, &b"hello"[..]));
 }

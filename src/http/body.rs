@@ -285,6 +285,27 @@ mod tests {
             }
         }
         assert_eq!(whole, drip);
+        // Split in two at every byte; bytes a feed leaves unconsumed are offered again.
+        for cut in 0..input.len() {
+            let mut r = BodyReader::chunked(limit);
+            let mut out = Vec::new();
+            let mut pos = 0;
+            let mut end = cut;
+            let split = loop {
+                match r.feed(&input[pos..end], Some(&mut out)) {
+                    Err(e) => break Err(e),
+                    Ok(f) if f.done => break Ok((out, pos + f.consumed)),
+                    Ok(f) => {
+                        pos += f.consumed;
+                        if end == input.len() {
+                            break Err(BodyError::ChunkDataUnterminated);
+                        }
+                        end = input.len();
+                    }
+                }
+            };
+            assert_eq!(whole, split, "split at {cut}");
+        }
         whole
     }
 
@@ -329,6 +350,43 @@ mod tests {
             (b"4\nWiki\r\n0\r\n\r\n", BodyError::ChunkSizeInvalid),
             (b"fff\r\n", BodyError::TooLarge),
             (b"0\r\nX\n\r\n", BodyError::TrailersInvalid),
+        ] {
+            assert_eq!(
+                decode(bad, 100).unwrap_err(),
+                want,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn chunk_extensions_and_trailers_are_bounded() {
+        let ext = |n: usize| format!("4;x={}\r\nWiki\r\n0\r\n\r\n", "e".repeat(n));
+        assert_eq!(
+            decode(ext(MAX_CHUNK_EXT - 100).as_bytes(), 100).unwrap().0,
+            b"Wiki"
+        );
+        assert_eq!(
+            decode(ext(MAX_CHUNK_EXT).as_bytes(), 100).unwrap_err(),
+            BodyError::ChunkSizeInvalid
+        );
+        let trailers = |n: usize| format!("0\r\nX-T: {}\r\n\r\n", "t".repeat(n));
+        assert_eq!(decode(trailers(1000).as_bytes(), 100).unwrap().0, b"");
+        assert_eq!(
+            decode(trailers(MAX_TRAILERS).as_bytes(), 100).unwrap_err(),
+            BodyError::TrailersInvalid
+        );
+    }
+
+    #[test]
+    fn chunked_rejects_more() {
+        for (bad, want) in [
+            (
+                &b"4;\x01\r\nWiki\r\n0\r\n\r\n"[..],
+                BodyError::ChunkSizeInvalid,
+            ),
+            (b"\r\nWiki\r\n0\r\n\r\n", BodyError::ChunkSizeInvalid),
         ] {
             assert_eq!(
                 decode(bad, 100).unwrap_err(),

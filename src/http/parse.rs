@@ -367,13 +367,33 @@ mod tests {
                 }
             }
         }
-        match (&whole, &drip) {
+        same(&whole, &drip);
+        // Split in two at every byte, the second parse rescanning from where the first stopped.
+        for cut in 0..input.len() {
+            let split = match parse_head(&input[..cut], 0, MAX) {
+                Ok(HeadStatus::Complete(h)) => Ok(Some(h)),
+                Err(e) => Err(e),
+                Ok(HeadStatus::Partial { scanned }) => match parse_head(input, scanned, MAX) {
+                    Ok(HeadStatus::Complete(h)) => Ok(Some(h)),
+                    Ok(HeadStatus::Partial { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                },
+            };
+            same(&whole, &split);
+        }
+        whole
+    }
+
+    fn same(
+        a: &Result<Option<RequestHead>, HeadError>,
+        b: &Result<Option<RequestHead>, HeadError>,
+    ) {
+        match (a, b) {
             (Ok(Some(a)), Ok(Some(b))) => assert_eq!(a.head_len, b.head_len),
             (Err(a), Err(b)) => assert_eq!(a, b),
             (Ok(None), Ok(None)) => {}
-            _ => panic!("whole {whole:?} vs drip {drip:?}"),
+            _ => panic!("whole {a:?} vs split {b:?}"),
         }
-        whole
     }
 
     #[test]
@@ -441,6 +461,11 @@ mod tests {
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
         ] {
             assert!(
@@ -532,6 +557,9 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n",         // bare CR in value
             b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n",                 // space in target
             b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n",                    // bad method char
+            b"GET / HTTX/1.1\r\nHost: a\r\n\r\n",                    // bad version chars
+            b"GET / HTTP/1.x\r\nHost: a\r\n\r\n",                    // bad version chars
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",         // two Host fields
         ] {
             assert!(
                 matches!(parse_both(bad), Err(HeadError::Malformed(_))),
@@ -540,6 +568,13 @@ mod tests {
                 parse_both(bad)
             );
         }
+        // A bare LF ends a field line (the bare-LF policy), so an LF "inside" a value starts
+        // the next field: here `b: c`, a valid one.
+        assert!(
+            parse_both(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\nb: c\r\n\r\n")
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(
             parse_both(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: fly\r\n\r\n").unwrap_err(),
             HeadError::ExpectationFailed
