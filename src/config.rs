@@ -75,6 +75,17 @@ pub struct ServeArgs {
     /// Largest AVIF output side in pixels (9413 beyond).
     #[arg(long, env = "LASTBYTE_AVIF_MAX_DIMENSION", default_value_t = 4096)]
     pub avif_max_dimension: u32,
+    /// Most frames an animated GIF/WebP input may have when its animation is kept (9413).
+    #[arg(long, env = "LASTBYTE_MAX_FRAMES", default_value_t = 1000)]
+    pub max_frames: u32,
+    /// Largest total area of an animation's frames, in megapixels (9413): the decoded frames
+    /// of one job are held at once.
+    #[arg(
+        long,
+        env = "LASTBYTE_MAX_ANIMATION_MEGAPIXELS",
+        default_value_t = 50.0
+    )]
+    pub max_animation_megapixels: f64,
     /// AVIF encoder speed, 1 (slowest, smallest) to 10 (fastest).
     #[arg(long, env = "LASTBYTE_AVIF_SPEED", default_value_t = 6)]
     pub avif_speed: u8,
@@ -185,6 +196,9 @@ pub struct Limits {
     pub avif_max_dimension: u32,
     pub webp_max_dimension: u32,
     pub avif_speed: u8,
+    /// Animated inputs whose animation is kept: frame count and total frame area.
+    pub max_frames: u32,
+    pub max_animation_pixels: u64,
 }
 
 /// The validated configuration.
@@ -232,6 +246,12 @@ impl ServeArgs {
         }
         if self.max_megapixels.is_nan() || self.max_megapixels <= 0.0 {
             return Err("--max-megapixels must be positive".into());
+        }
+        if self.max_animation_megapixels.is_nan() || self.max_animation_megapixels <= 0.0 {
+            return Err("--max-animation-megapixels must be positive".into());
+        }
+        if self.max_frames == 0 {
+            return Err("--max-frames must be at least 1".into());
         }
         if self.workers > 256 {
             return Err("--workers must be at most 256".into());
@@ -295,6 +315,8 @@ impl ServeArgs {
                 avif_max_dimension: self.avif_max_dimension,
                 webp_max_dimension: WEBP_MAX_DIMENSION,
                 avif_speed: self.avif_speed,
+                max_frames: self.max_frames,
+                max_animation_pixels: (self.max_animation_megapixels * 1e6) as u64,
             },
         })
     }

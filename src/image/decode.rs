@@ -215,6 +215,76 @@ pub fn decode(data: &[u8], limits: &Limits) -> Result<(Format, RgbaImage), Image
     Ok((format, img.into_rgba8()))
 }
 
+/// One frame of an animation: the whole canvas, composed, and how long it shows.
+#[derive(Debug)]
+pub struct Frame {
+    pub image: RgbaImage,
+    pub delay_ms: u32,
+}
+
+/// Decodes every frame of an animated GIF or WebP, checking the frame count and the total
+/// frame area against the limits as frames arrive (so a long animation is refused before it is
+/// all in memory). `None` for other formats and for single-frame files.
+pub fn decode_animation(data: &[u8], limits: &Limits) -> Result<Option<Vec<Frame>>, ImageError> {
+    use image::AnimationDecoder;
+    let format = match sniff(data) {
+        Some(f @ (Format::Gif | Format::Webp)) => f,
+        _ => return Ok(None),
+    };
+    let err = |e| map_image_error(format, e);
+    let frames = match format {
+        Format::Gif => {
+            let dec = image::codecs::gif::GifDecoder::new(Cursor::new(data)).map_err(err)?;
+            let (w, h) = image::ImageDecoder::dimensions(&dec);
+            check_limits(w, h, limits)?;
+            dec.into_frames()
+        }
+        _ => {
+            if let Some((w, h)) = webp_declared_size(data) {
+                check_limits(w, h, limits)?;
+            }
+            let dec = image::codecs::webp::WebPDecoder::new(Cursor::new(data)).map_err(err)?;
+            if !dec.has_animation() {
+                return Ok(None);
+            }
+            let (w, h) = image::ImageDecoder::dimensions(&dec);
+            check_limits(w, h, limits)?;
+            dec.into_frames()
+        }
+    };
+    let mut out: Vec<Frame> = Vec::new();
+    let mut area = 0u64;
+    for frame in frames {
+        let frame = frame.map_err(err)?;
+        let (num, den) = frame.delay().numer_denom_ms();
+        let image = frame.into_buffer();
+        area += image.width() as u64 * image.height() as u64;
+        if out.len() as u32 >= limits.max_frames {
+            return Err(ImageError::new(
+                Code::ImageTooLarge,
+                format!(
+                    "animation has more than {} frames (the limit)",
+                    limits.max_frames
+                ),
+            ));
+        }
+        if area > limits.max_animation_pixels {
+            return Err(ImageError::new(
+                Code::ImageTooLarge,
+                format!(
+                    "animation frames exceed {:.1} megapixels in total (the limit)",
+                    limits.max_animation_pixels as f64 / 1e6
+                ),
+            ));
+        }
+        out.push(Frame {
+            image,
+            delay_ms: num.checked_div(den).unwrap_or(0),
+        });
+    }
+    Ok((out.len() > 1).then_some(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +296,8 @@ mod tests {
             avif_max_dimension: 4096,
             webp_max_dimension: 16_383,
             avif_speed: 8,
+            max_frames: 1000,
+            max_animation_pixels: 50_000_000,
         }
     }
 

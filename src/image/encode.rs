@@ -36,6 +36,11 @@ impl Output {
         })
     }
 
+    /// Whether this format can carry an animation.
+    pub fn animates(self) -> bool {
+        matches!(self, Output::Gif | Output::Webp)
+    }
+
     pub fn mime(self) -> &'static str {
         match self {
             Output::Jpeg => "image/jpeg",
@@ -180,6 +185,78 @@ pub fn encode(
         }
         Output::Rgb => bytes = rgb_bytes(&img),
         Output::Rgba => bytes = img.into_raw(),
+    }
+    Ok(Encoded {
+        bytes,
+        mime: out.mime(),
+        width: w,
+        height: h,
+    })
+}
+
+/// Encodes an animation (`frames` all of one size, each with its display time) as an animated
+/// GIF or WebP that loops forever.
+pub fn encode_animation(
+    mut frames: Vec<(RgbaImage, u32)>,
+    out: Output,
+    quality: Option<u8>,
+    background: Option<Rgba<u8>>,
+    limits: &Limits,
+) -> Result<Encoded, ImageError> {
+    let (w, h) = frames
+        .first()
+        .map(|(f, _)| f.dimensions())
+        .ok_or_else(|| encode_error("animation", "no frames"))?;
+    if frames.iter().any(|(f, _)| f.dimensions() != (w, h)) {
+        return Err(encode_error("animation", "frames differ in size"));
+    }
+    if let Some(bg) = background {
+        for (f, _) in &mut frames {
+            flatten(f, bg);
+        }
+    }
+    let q = quality.unwrap_or(DEFAULT_QUALITY);
+    let mut bytes = Vec::new();
+    match out {
+        Output::Gif => {
+            use image::{Delay, Frame};
+            let mut enc = image::codecs::gif::GifEncoder::new(&mut bytes);
+            enc.set_repeat(image::codecs::gif::Repeat::Infinite)
+                .map_err(|e| encode_error("GIF", e))?;
+            enc.encode_frames(
+                frames.into_iter().map(|(img, ms)| {
+                    Frame::from_parts(img, 0, 0, Delay::from_numer_denom_ms(ms, 1))
+                }),
+            )
+            .map_err(|e| encode_error("GIF", e))?;
+        }
+        Output::Webp => {
+            if w > limits.webp_max_dimension || h > limits.webp_max_dimension {
+                return Err(ImageError::new(
+                    Code::ImageTooLarge,
+                    format!(
+                        "WebP output is limited to {} px per side; the image is {w}x{h}",
+                        limits.webp_max_dimension
+                    ),
+                ));
+            }
+            let mut config = webp::WebPConfig::new()
+                .map_err(|_| encode_error("WebP", "configuration failed"))?;
+            config.lossless = i32::from(q >= 100);
+            config.quality = if q >= 100 { 100.0 } else { q as f32 };
+            let mut enc = webp::AnimEncoder::new(w, h, &config);
+            enc.set_loop_count(0);
+            let mut t = 0i32;
+            for (img, ms) in &frames {
+                enc.add_frame(webp::AnimFrame::from_rgba(img.as_raw(), w, h, t));
+                t = t.saturating_add(i32::try_from(*ms).unwrap_or(i32::MAX));
+            }
+            let mem = enc
+                .try_encode()
+                .map_err(|e| encode_error("WebP", format!("{e:?}")))?;
+            bytes.extend_from_slice(&mem);
+        }
+        other => return encode(frames.swap_remove(0).0, other, quality, None, limits),
     }
     Ok(Encoded {
         bytes,

@@ -46,6 +46,9 @@ pub struct Job {
     pub output: Output,
     pub quality: Option<u8>,
     pub background: Option<Rgba<u8>>,
+    /// `anim`: `Some(false)` takes the first frame of an animated input; otherwise an
+    /// animated GIF/WebP canvas stays animated when the output format can carry it.
+    pub anim: Option<bool>,
 }
 
 fn utf8(part: &Part) -> Result<&str, ImageError> {
@@ -74,6 +77,7 @@ impl Job {
         let mut output = None;
         let mut quality = None;
         let mut background = None;
+        let mut anim = None;
         for part in parts {
             match part.name.as_str() {
                 "image" | "text_input" => {
@@ -123,8 +127,8 @@ impl Job {
                         })?);
                 }
                 "anim" => match utf8(&part)?.trim() {
-                    "false" => {}
-                    "true" => return Err(ImageError::unsupported("anim=true (animated output)")),
+                    "false" => anim = Some(false),
+                    "true" => anim = Some(true),
                     other => {
                         return Err(ImageError::option(format!(
                             "anim must be true or false, got {other:?}"
@@ -145,13 +149,45 @@ impl Job {
             output,
             quality,
             background,
+            anim,
         })
     }
 
-    /// Decodes every input, applies the elements in array order, encodes image 0.
+    /// Decodes every input, applies the elements in array order, encodes image 0. An animated
+    /// canvas is rendered frame by frame (the overlays decoded once) and encoded animated.
     pub fn run(self, limits: &Limits) -> Result<Encoded, ImageError> {
+        if let Some(frames) = self.animation(limits)? {
+            let overlays = self.inputs[1..]
+                .iter()
+                .map(|i| i.load(limits))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut out = Vec::with_capacity(frames.len());
+            for frame in frames {
+                let mut images = Vec::with_capacity(self.inputs.len());
+                images.push(frame.image);
+                images.extend(overlays.iter().cloned());
+                out.push((self.apply(images, limits)?, frame.delay_ms));
+            }
+            return encode::encode_animation(
+                out,
+                self.output,
+                self.quality,
+                self.background,
+                limits,
+            );
+        }
         let canvas = self.render(limits)?;
         encode::encode(canvas, self.output, self.quality, self.background, limits)
+    }
+
+    /// The canvas's frames, when it is animated and the animation is kept.
+    fn animation(&self, limits: &Limits) -> Result<Option<Vec<decode::Frame>>, ImageError> {
+        match &self.inputs[0] {
+            Input::Encoded(data) if self.output.animates() && self.anim != Some(false) => {
+                decode::decode_animation(data, limits)
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The size image 0 has after every element (for `format=json`).
@@ -165,6 +201,11 @@ impl Job {
         for input in &self.inputs {
             images.push(input.load(limits)?);
         }
+        self.apply(images, limits)
+    }
+
+    /// Applies the elements in array order to decoded images; returns image 0.
+    fn apply(&self, mut images: Vec<RgbaImage>, limits: &Limits) -> Result<RgbaImage, ImageError> {
         for el in &self.elements {
             match el {
                 Element::Transform(t) => {

@@ -154,6 +154,8 @@ mod tests {
             avif_max_dimension: 4096,
             webp_max_dimension: 16_383,
             avif_speed: 8,
+            max_frames: 1000,
+            max_animation_pixels: 50_000_000,
         }
     }
 

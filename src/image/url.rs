@@ -281,6 +281,7 @@ pub fn run(
         output,
         quality: o.quality,
         background: o.background,
+        anim: Some(o.anim),
     };
     if o.want == Want::Json {
         let (w, h) = job.dimensions(limits)?;
