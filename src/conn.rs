@@ -201,6 +201,9 @@ pub struct Conn {
     expired: bool,
     /// The request being served, if any.
     req: Option<ReqLog>,
+    /// The request being answered is on a binding path (`/transform`, `/info`), so every
+    /// error response carries the binding's error code.
+    binding: bool,
     /// Which ring serves this connection, and the peer's credentials (Unix sockets).
     ring: usize,
     peer: Option<(i32, u32)>,
@@ -226,6 +229,7 @@ impl Conn {
             timer: None,
             expired: false,
             req: None,
+            binding: false,
             ring,
             peer,
         })
@@ -284,6 +288,11 @@ impl Conn {
         match self.timer.map(|(k, _)| k) {
             Some(TimerKind::Head) => {
                 Stats::inc(&st.header_timeouts);
+                let path = parse::peek_path(&self.buf[self.pos..self.len]);
+                self.binding = path.is_some_and(respond::is_binding_path);
+                let label = path_label(path);
+                let n = self.len - self.pos;
+                self.begin_request(sh, label, n);
                 self.respond(
                     Response::text(408, "request head timed out").closing(),
                     ctx,
@@ -382,6 +391,8 @@ impl Conn {
             if res == -libc::ECONNRESET {
                 Stats::inc(&self.stats(sh).econnreset);
             }
+            // A request whose body never arrived whole ends here, logged as such.
+            self.log_request(sh, "client-closed");
             // EOF or error: nothing more can be read; whatever was half-received is dropped
             // (the client closed before finishing its request, so no response is owed).
             return self.close();
@@ -408,17 +419,9 @@ impl Conn {
                         }
                         Ok(HeadStatus::Complete(head)) => {
                             self.pos += head.head_len;
-                            Stats::inc(&sh.stats.requests);
-                            Stats::inc(&sh.stats.requests_in_flight);
-                            self.req = Some(ReqLog {
-                                id: sh.next_request.fetch_add(1, Ordering::Relaxed),
-                                route: route::route(head.method, &head.path).label(),
-                                started: Instant::now(),
-                                bytes_in: head.head_len as u64,
-                                out_base: self.ledger.confirmed(),
-                                status: 0,
-                                code: 0,
-                            });
+                            self.binding = respond::is_binding_path(&head.path);
+                            let label = route::route(head.method, &head.path).label();
+                            self.begin_request(sh, label, head.head_len);
                             if let Some(next) = self.start_request(head, sh) {
                                 return next;
                             }
@@ -428,6 +431,11 @@ impl Conn {
                                 head_method: false,
                                 keep_alive: false,
                             };
+                            let path = parse::peek_path(input);
+                            self.binding = path.is_some_and(respond::is_binding_path);
+                            let label = path_label(path);
+                            let n = self.len - self.pos;
+                            self.begin_request(sh, label, n);
                             return self.respond(respond::head_error(&e), ctx, None, sh);
                         }
                     }
@@ -625,6 +633,11 @@ impl Conn {
         unread: Option<BodyReader>,
         sh: &Shared,
     ) -> Next {
+        let r = if self.binding {
+            respond::as_binding(r)
+        } else {
+            r
+        };
         if r.status >= 400 {
             Stats::inc(&sh.stats.error_responses);
         }
@@ -751,6 +764,36 @@ impl Conn {
         }
     }
 
+    /// A request starts: counted, in flight until its log line.
+    fn begin_request(&mut self, sh: &Shared, route: &'static str, bytes_in: usize) {
+        Stats::inc(&sh.stats.requests);
+        Stats::inc(&sh.stats.requests_in_flight);
+        self.req = Some(ReqLog {
+            id: sh.next_request.fetch_add(1, Ordering::Relaxed),
+            route,
+            started: Instant::now(),
+            bytes_in: bytes_in as u64,
+            out_base: self.ledger.confirmed(),
+            status: 0,
+            code: 0,
+        });
+    }
+
+    /// The shutdown deadline passed with this connection still open: a response it owed is
+    /// counted as failed and logged, with the bytes confirmed against the bytes owed.
+    pub fn abort(&mut self, sh: &Shared) {
+        if matches!(self.state, State::Writing(_)) && self.ledger.owed() > 0 {
+            Stats::inc(&sh.stats.responses_failed);
+            tracing::info!(
+                conn = self.id,
+                confirmed = self.ledger.confirmed(),
+                owed = self.ledger.owed(),
+                "response failed: aborted at the shutdown deadline"
+            );
+        }
+        self.log_request(sh, "aborted");
+    }
+
     /// The request's one log line (at `info`, target `lastbyte::request`).
     fn log_request(&mut self, sh: &Shared, outcome: &str) {
         let Some(r) = self.req.take() else { return };
@@ -839,6 +882,15 @@ impl Conn {
     fn close(&mut self) -> Next {
         self.state = State::Closed;
         Next::Close
+    }
+}
+
+/// The metrics/log label for a request known only by its (partial) request line.
+fn path_label(path: Option<&str>) -> &'static str {
+    match path {
+        Some("/transform") => "transform",
+        Some("/info") => "info",
+        _ => "other",
     }
 }
 

@@ -69,6 +69,28 @@ pub fn is_binding_path(path: &str) -> bool {
     path == "/transform" || path == "/info"
 }
 
+/// On `/transform` and `/info` every error speaks the binding's protocol: a framing or
+/// protocol response without an image code of its own (400, 405, 408, 414, 417, 431, 501, 505)
+/// keeps its status and gains `cf-images-binding: err=9401` (`err=9402` for 413) and the
+/// `ERROR NNNN: message` body.
+pub fn as_binding(r: Response) -> Response {
+    if r.code != 0 || r.status < 400 {
+        return r;
+    }
+    let code = if r.status == 413 {
+        Code::InputTooLarge
+    } else {
+        Code::InvalidOption
+    };
+    let message = String::from_utf8_lossy(&r.body).trim_end().to_string();
+    let mut b = Response::binding_error(&ImageError::new(code, message));
+    b.status = r.status;
+    b.close = r.close;
+    b.headers
+        .extend(r.headers.into_iter().filter(|(k, _)| *k != "Content-Type"));
+    b
+}
+
 /// A framing error in the request head. These always close the connection.
 pub fn head_error(e: &HeadError) -> Response {
     let status = match e {

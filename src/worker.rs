@@ -113,7 +113,8 @@ impl Worker {
     /// the end of a response. (AF_UNIX has no reset: the peer sees EOF short of the
     /// `Content-Length` every response carries.)
     fn reset_live(&mut self) {
-        for s in self.slots.iter().flatten() {
+        for s in self.slots.iter_mut().flatten() {
+            s.conn.abort(&self.shared);
             let _ = sys::set_linger_zero(s.fd);
         }
     }

@@ -414,3 +414,22 @@ fn expect_continue_only_when_the_body_will_be_read() {
     let r = read_response(&mut c);
     assert_eq!((r.status, &r.body[..]), (200, &b"hello"[..]));
 }
+
+#[test]
+fn http10_with_transfer_encoding_closes_after_the_response() {
+    let s = Server::start(&[]);
+    let mut c = s.connect();
+    c.write_all(
+        b"POST /echo HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /healthz HTTP/1.0\r\n\r\n",
+    )
+    .unwrap();
+    let r = read_response(&mut c);
+    assert_eq!((r.status, &r.body[..]), (200, &b"abc"[..]));
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    assert!(
+        rest.is_empty(),
+        "the pipelined request was served: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+}

@@ -205,6 +205,8 @@ fn shutdown_deadline_aborts_are_counted_and_never_clean() {
     // 4 MiB does not fit in an AF_UNIX socket's buffers: every response was cut, and counted.
     assert_eq!(short, N);
     assert_eq!(stats["shutdown_aborts"], N as u64);
+    // Each cut response is also a failed response, with its log line.
+    assert_eq!(stats["responses_failed"], N as u64);
 }
 
 #[test]
@@ -432,7 +434,18 @@ fn metrics_count_exactly_what_happened() {
         false,
     );
     assert_eq!(roundtrip(&s, &bad).binding_code(), Some(9412));
-    let m = metrics(&s);
+    // A client can read a whole response before the server has taken the completion of its
+    // last send: wait (bounded) until the four responses are accounted for.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut polls = 0;
+    let m = loop {
+        polls += 1;
+        let m = metrics(&s);
+        if metric(&m, "lastbyte_responses_complete_total") >= 4.0 || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let series = |route: &str, status: u16, code: u16| {
         metric(
             &m,
@@ -445,8 +458,13 @@ fn metrics_count_exactly_what_happened() {
     assert_eq!(series("other", 404, 0), 1.0, "{m}");
     assert_eq!(series("bytes", 200, 0), 1.0, "{m}");
     assert_eq!(series("transform", 415, 9412), 1.0, "{m}");
-    // The readiness probe, five request connections; this one is still open.
-    assert_eq!(metric(&m, "lastbyte_connections_total"), 6.0, "{m}");
+    // The readiness probe, four request connections and the metrics polls; the last is still
+    // open.
+    assert_eq!(
+        metric(&m, "lastbyte_connections_total"),
+        5.0 + polls as f64,
+        "{m}"
+    );
     // Earlier connections may still be lingering for their client's close.
     assert!(metric(&m, "lastbyte_connections_open") >= 1.0, "{m}");
     assert_eq!(metric(&m, "lastbyte_requests_in_flight"), 1.0, "{m}");
@@ -533,7 +551,9 @@ fn json_logs_have_one_line_per_request() {
         .map(|v| &v["fields"])
         .collect();
     assert_eq!(requests.len(), 2, "{log}");
-    let (a, b) = (requests[0], requests[1]);
+    // Two rings log independently: the lines may come in either order.
+    let by = |route: &str| *requests.iter().find(|r| r["route"] == route).unwrap();
+    let (a, b) = (by("bytes"), by("other"));
     assert_eq!(
         (a["route"].as_str(), a["status"].as_u64()),
         (Some("bytes"), Some(200))
@@ -553,4 +573,25 @@ fn json_logs_have_one_line_per_request() {
     }
     assert_ne!(a["id"], b["id"]);
     assert_eq!(s.wait().0, 0);
+}
+
+#[test]
+fn a_client_gone_mid_body_ends_its_request() {
+    let s = Server::start(&[]);
+    for _ in 0..10 {
+        let mut c = s.connect();
+        c.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+            .unwrap();
+        drop(c);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let text = metrics(&s);
+    // Only the /metrics request itself is in flight.
+    assert_eq!(metric(&text, "lastbyte_requests_in_flight"), 1.0, "{text}");
+    let log = s.stderr();
+    assert_eq!(
+        log.matches("outcome=\"client-closed\"").count(),
+        10,
+        "{log}"
+    );
 }

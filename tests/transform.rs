@@ -363,3 +363,82 @@ fn fit_modes_and_pad_background() {
     );
     assert_eq!(r.body.len(), 10 * 6 * 4);
 }
+
+#[test]
+fn framing_errors_on_binding_routes_carry_the_binding_code() {
+    let s = Server::start(&["--header-timeout", "0.5"]);
+    let mp = "Host: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n";
+    let cases: Vec<(String, u16)> = vec![
+        (
+            format!("POST /transform HTTP/1.1\r\n{mp}Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc"),
+            400,
+        ),
+        (
+            format!("POST /info HTTP/1.1\r\n{mp}Content-Length: 3\r\nContent-Length: 4\r\n\r\nabc"),
+            400,
+        ),
+        (
+            format!("POST /transform HTTP/1.1\r\n{mp}Transfer-Encoding: gzip\r\n\r\n"),
+            501,
+        ),
+        (
+            format!("POST /transform HTTP/1.1\r\n{mp}Expect: 200-ok\r\nContent-Length: 1\r\n\r\nx"),
+            417,
+        ),
+        ("GET /transform HTTP/1.1\r\nHost: x\r\n\r\n".to_string(), 405),
+        // The head never completes: 408 at the head deadline, still in the binding's terms.
+        ("POST /transform HTTP/1.1\r\nHost: x\r\n".to_string(), 408),
+    ];
+    for (req, status) in cases {
+        let r = roundtrip(&s, req.as_bytes());
+        let what = req.lines().next().unwrap().to_string();
+        assert_eq!(r.status, status, "{what}");
+        assert_eq!(r.binding_code(), Some(9401), "{what}: {}", r.text());
+        assert!(r.text().starts_with("ERROR 9401: "), "{what}: {}", r.text());
+    }
+    // Elsewhere the same errors stay plain text.
+    let r = roundtrip(
+        &s,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+    );
+    assert_eq!((r.status, r.binding_code()), (501, None));
+    let r = roundtrip(&s, b"GET /transform HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.header("allow"), Some("POST"));
+}
+
+#[test]
+fn unused_overlays_are_not_decoded_and_a_job_has_a_pixel_budget() {
+    // 1 MP per image, 2 MP per job.
+    let s = Server::start(&["--max-megapixels", "1"]);
+    let big = {
+        let img = image::RgbaImage::from_pixel(1000, 1000, image::Rgba([9, 9, 9, 255]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    };
+    // Canvas plus five overlays no element uses: only the canvas is decoded.
+    let mut parts: Vec<(&str, &[u8])> = vec![("image", &big)];
+    for _ in 0..5 {
+        parts.push(("draw_image", &big));
+    }
+    parts.push(("transforms", br#"[{"imageIndex":0,"width":10}]"#));
+    parts.push(("output_format", b"image/png"));
+    let r = transform(&s, &parts);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Two overlays drawn: three 1 MP images exceed the 2 MP job budget.
+    let mut parts: Vec<(&str, &[u8])> =
+        vec![("image", &big), ("draw_image", &big), ("draw_image", &big)];
+    parts.push((
+        "transforms",
+        br#"[{"drawImageIndex":1,"targetImageIndex":0},{"drawImageIndex":2,"targetImageIndex":0}]"#,
+    ));
+    parts.push(("output_format", b"image/png"));
+    let r = transform(&s, &parts);
+    assert_eq!(
+        (r.status, r.binding_code()),
+        (413, Some(9413)),
+        "{}",
+        r.text()
+    );
+    assert!(r.text().contains("megapixels in all"), "{}", r.text());
+}

@@ -55,8 +55,10 @@ enum Chunk {
     DataLf,
     /// At the start of a trailer line (or the final empty line).
     TrailerStart,
-    /// Inside a trailer field line.
-    TrailerLine,
+    /// Inside a trailer field line; `colon`: the name has ended (a field line needs one).
+    TrailerLine {
+        colon: bool,
+    },
     /// After CR at the start of a line: expecting LF to end the body.
     FinalLf,
     /// After CR inside a trailer line.
@@ -221,15 +223,17 @@ impl BodyReader {
             Chunk::DataCr | Chunk::DataLf => return Err(BodyError::ChunkDataUnterminated),
             Chunk::TrailerStart => match b {
                 b'\r' => Chunk::FinalLf,
-                b'\n' => return Err(BodyError::TrailersInvalid),
-                _ => self.trailer_byte(Chunk::TrailerLine)?,
+                // A field line starts with its name: not empty, not folded.
+                b'\n' | b':' | b' ' | b'\t' => return Err(BodyError::TrailersInvalid),
+                _ => self.trailer_byte(Chunk::TrailerLine { colon: false })?,
             },
             Chunk::FinalLf if b == b'\n' => Chunk::Done,
             Chunk::FinalLf => return Err(BodyError::TrailersInvalid),
-            Chunk::TrailerLine => match b {
-                b'\r' => self.trailer_byte(Chunk::TrailerLf)?,
-                b'\n' => return Err(BodyError::TrailersInvalid),
-                _ => self.trailer_byte(Chunk::TrailerLine)?,
+            Chunk::TrailerLine { colon } => match b {
+                b'\r' if colon => self.trailer_byte(Chunk::TrailerLf)?,
+                b'\r' | b'\n' | 0 => return Err(BodyError::TrailersInvalid),
+                b':' => self.trailer_byte(Chunk::TrailerLine { colon: true })?,
+                _ => self.trailer_byte(Chunk::TrailerLine { colon })?,
             },
             Chunk::TrailerLf if b == b'\n' => self.trailer_byte(Chunk::TrailerStart)?,
             Chunk::TrailerLf => return Err(BodyError::TrailersInvalid),
@@ -350,6 +354,9 @@ mod tests {
             (b"4\nWiki\r\n0\r\n\r\n", BodyError::ChunkSizeInvalid),
             (b"fff\r\n", BodyError::TooLarge),
             (b"0\r\nX\n\r\n", BodyError::TrailersInvalid),
+            (b"0\r\nbad trailer\r\n\r\n", BodyError::TrailersInvalid),
+            (b"0\r\n: v\r\n\r\n", BodyError::TrailersInvalid),
+            (b"0\r\n folded: v\r\n\r\n", BodyError::TrailersInvalid),
         ] {
             assert_eq!(
                 decode(bad, 100).unwrap_err(),

@@ -202,6 +202,26 @@ fn map_httparse(e: httparse::Error) -> HeadError {
     }
 }
 
+/// The path of a request line as far as it has arrived, for error responses on a head that is
+/// incomplete or invalid (so `/transform` errors can speak the binding's protocol).
+pub fn peek_path(buf: &[u8]) -> Option<&str> {
+    let start = buf.iter().position(|b| !matches!(b, b'\r' | b'\n'))?;
+    let buf = &buf[start..];
+    let line = &buf[..memchr::memchr(b'\n', buf).unwrap_or(buf.len())];
+    let target = line.split(|b| *b == b' ').nth(1)?;
+    // Only a target that has ended (a space after it) is known whole.
+    line.split(|b| *b == b' ').nth(2)?;
+    let target = std::str::from_utf8(target).ok()?;
+    let path = match target.find("://") {
+        Some(i) => {
+            let rest = &target[i + 3..];
+            &rest[rest.find('/')?..]
+        }
+        None => target,
+    };
+    path.split('?').next()
+}
+
 fn head_from(req: &httparse::Request<'_, '_>, head_len: usize) -> Result<RequestHead, HeadError> {
     let method = Method::from_token(req.method.unwrap_or(""));
     let minor_version = req.version.unwrap_or(1);
@@ -217,6 +237,7 @@ fn head_from(req: &httparse::Request<'_, '_>, head_len: usize) -> Result<Request
     let mut content_type = None;
     let mut accept: Option<String> = None;
     let mut host = 0usize;
+    let mut saw_te_field = false;
     for h in req.headers.iter() {
         let name = h.name;
         let value = std::str::from_utf8(h.value)
@@ -229,6 +250,7 @@ fn head_from(req: &httparse::Request<'_, '_>, head_len: usize) -> Result<Request
             }
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            saw_te_field = true;
             for coding in value.split(',').map(|c| c.trim_matches([' ', '\t'])) {
                 if !coding.is_empty() {
                     codings.push(coding.eq_ignore_ascii_case("chunked"));
@@ -253,12 +275,24 @@ fn head_from(req: &httparse::Request<'_, '_>, head_len: usize) -> Result<Request
                 None => value.to_string(),
             });
         } else if name.eq_ignore_ascii_case("host") {
+            // RFC 9110 §7.2 / RFC 3986 authority: no whitespace, no userinfo or path, and not
+            // empty.
+            if value.is_empty()
+                || value
+                    .bytes()
+                    .any(|b| matches!(b, b' ' | b'\t' | b'@' | b'/'))
+            {
+                return Err(HeadError::Malformed("invalid Host"));
+            }
             host += 1;
         }
     }
     // RFC 9112 §6.1/§6.3: chunked must be the final coding, applied once (else 400);
     // a coding this server does not know is 501; TE with Content-Length is 400.
     let saw_te = !codings.is_empty();
+    if saw_te_field && codings.is_empty() {
+        return Err(HeadError::Malformed("empty Transfer-Encoding"));
+    }
     if saw_te && content_length.is_some() {
         return Err(HeadError::Malformed(
             "both Transfer-Encoding and Content-Length",
@@ -286,8 +320,10 @@ fn head_from(req: &httparse::Request<'_, '_>, head_len: usize) -> Result<Request
         (false, Some(0)) | (false, None) => BodyFraming::None,
         (false, Some(n)) => BodyFraming::Length(n),
     };
+    // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request means the framing cannot be
+    // trusted, so the connection closes after the response.
     let keep_alive = if minor_version == 0 {
-        conn_keep_alive && !conn_close
+        conn_keep_alive && !conn_close && !chunked
     } else {
         !conn_close
     };
@@ -442,6 +478,12 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(h.keep_alive);
+        let h = parse_both(
+            b"POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!h.keep_alive, "HTTP/1.0 with Transfer-Encoding closes");
         let h = parse_both(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
             .unwrap()
             .unwrap();
@@ -560,6 +602,11 @@ mod tests {
             b"GET / HTTX/1.1\r\nHost: a\r\n\r\n",                    // bad version chars
             b"GET / HTTP/1.x\r\nHost: a\r\n\r\n",                    // bad version chars
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",         // two Host fields
+            b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\nContent-Length: 3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\nContent-Length: 3\r\n\r\n",
         ] {
             assert!(
                 matches!(parse_both(bad), Err(HeadError::Malformed(_))),
@@ -579,6 +626,18 @@ mod tests {
             parse_both(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: fly\r\n\r\n").unwrap_err(),
             HeadError::ExpectationFailed
         );
+    }
+
+    #[test]
+    fn peek_path_reads_the_request_line_so_far() {
+        assert_eq!(
+            peek_path(b"POST /transform HTTP/1.1\r\nX"),
+            Some("/transform")
+        );
+        assert_eq!(peek_path(b"\r\nPOST /info?x=1 HT"), Some("/info"));
+        assert_eq!(peek_path(b"GET http://h/info HTTP/1.1"), Some("/info"));
+        assert_eq!(peek_path(b"GET /transform"), None);
+        assert_eq!(peek_path(b"GET"), None);
     }
 
     #[test]

@@ -13,6 +13,11 @@ use bytes::Bytes;
 use image::{Rgba, RgbaImage};
 use serde_json::{Map, Value};
 
+/// All images of one job together may hold at most this many times `--max-megapixels` of
+/// decoded pixels: one image at the limit plus overlays, while a request of many large overlays
+/// (each within the limit) cannot multiply a job's memory.
+pub const JOB_PIXELS_FACTOR: u64 = 2;
+
 /// One element of `transforms`, in array order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Element {
@@ -157,10 +162,8 @@ impl Job {
     /// canvas is rendered frame by frame (the overlays decoded once) and encoded animated.
     pub fn run(self, limits: &Limits) -> Result<Encoded, ImageError> {
         if let Some(frames) = self.animation(limits)? {
-            let overlays = self.inputs[1..]
-                .iter()
-                .map(|i| i.load(limits))
-                .collect::<Result<Vec<_>, _>>()?;
+            let first = &frames[0].image;
+            let overlays = self.load(1, first.width() as u64 * first.height() as u64, limits)?;
             let mut out = Vec::with_capacity(frames.len());
             for frame in frames {
                 let mut images = Vec::with_capacity(self.inputs.len());
@@ -197,11 +200,48 @@ impl Job {
 
     /// Decodes every input and applies the elements in array order; returns image 0.
     fn render(&self, limits: &Limits) -> Result<RgbaImage, ImageError> {
-        let mut images: Vec<RgbaImage> = Vec::with_capacity(self.inputs.len());
-        for input in &self.inputs {
-            images.push(input.load(limits)?);
+        self.apply(self.load(0, 0, limits)?, limits)
+    }
+
+    /// Decodes the inputs from index `from` on that some element uses (the canvas always),
+    /// within the job's pixel budget (`already` pixels are held elsewhere). An overlay no
+    /// element refers to stays empty: it is never decoded.
+    fn load(
+        &self,
+        from: usize,
+        already: u64,
+        limits: &Limits,
+    ) -> Result<Vec<RgbaImage>, ImageError> {
+        let budget = limits.max_pixels.saturating_mul(JOB_PIXELS_FACTOR);
+        let mut held = already;
+        let mut images = Vec::with_capacity(self.inputs.len() - from);
+        for (i, input) in self.inputs.iter().enumerate().skip(from) {
+            if i != 0 && !self.uses(i) {
+                images.push(RgbaImage::new(0, 0));
+                continue;
+            }
+            let img = input.load(limits)?;
+            held += img.width() as u64 * img.height() as u64;
+            if held > budget {
+                return Err(ImageError::new(
+                    Code::ImageTooLarge,
+                    format!(
+                        "the images of this request hold more than {:.1} megapixels in all",
+                        budget as f64 / 1e6
+                    ),
+                ));
+            }
+            images.push(img);
         }
-        self.apply(images, limits)
+        Ok(images)
+    }
+
+    /// Whether any element transforms or draws image `i`.
+    fn uses(&self, i: usize) -> bool {
+        self.elements.iter().any(|el| match el {
+            Element::Transform(t) => t.image_index == i,
+            Element::Draw(d) => d.source == i || d.target == i,
+        })
     }
 
     /// Applies the elements in array order to decoded images; returns image 0.

@@ -53,6 +53,16 @@ fn edge(m: &Map<String, Value>, key: &str) -> Result<Option<u32>, ImageError> {
     }
 }
 
+/// `trim.width` / `trim.height`: the size kept, so at least one pixel.
+fn kept(m: &Map<String, Value>, key: &str) -> Result<Option<u32>, ImageError> {
+    match edge(m, key)? {
+        Some(0) => Err(ImageError::option(format!(
+            "trim.{key} must be at least 1 pixel, got 0"
+        ))),
+        v => Ok(v),
+    }
+}
+
 fn parse_border(v: &Value) -> Result<Option<BorderTrim>, ImageError> {
     match v {
         Value::Null | Value::Bool(false) => Ok(None),
@@ -104,8 +114,8 @@ impl Trim {
                 right: edge(m, "right")?.unwrap_or(0),
                 bottom: edge(m, "bottom")?.unwrap_or(0),
                 left: edge(m, "left")?.unwrap_or(0),
-                width: edge(m, "width")?.filter(|w| *w > 0),
-                height: edge(m, "height")?.filter(|h| *h > 0),
+                width: kept(m, "width")?,
+                height: kept(m, "height")?,
                 border: m.get("border").map(parse_border).transpose()?.flatten(),
             })),
             Some(other) => Err(ImageError::option(format!(
