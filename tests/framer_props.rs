@@ -339,7 +339,11 @@ fn generated_heads_parse_as_written() {
         assert_eq!(h.content_type.as_deref(), ct, "{ctx}");
         // HTTP/1.0 with Transfer-Encoding always closes (RFC 9112 §6.1).
         let te_10 = minor == 0 && framing == BodyFraming::Chunked;
-        assert_eq!(h.keep_alive, !close && !te_10 && (minor == 1 || keep), "{ctx}");
+        assert_eq!(
+            h.keep_alive,
+            !close && !te_10 && (minor == 1 || keep),
+            "{ctx}"
+        );
         assert_eq!(h.head_len, len, "{ctx}");
 
         // The same request with bare LF line ends, and with random damage: agreement only.

@@ -383,6 +383,7 @@ enum Format {
     Webp,
     Jpeg,
     Png,
+    Gif,
 }
 
 impl Format {
@@ -392,6 +393,7 @@ impl Format {
             Format::Webp => "image/webp",
             Format::Jpeg => "image/jpeg",
             Format::Png => "image/png",
+            Format::Gif => "image/gif",
         }
     }
 
@@ -399,6 +401,8 @@ impl Format {
     fn sniff(bytes: &[u8]) -> Option<Format> {
         if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
             Some(Format::Png)
+        } else if bytes.starts_with(b"GIF8") {
+            Some(Format::Gif)
         } else if bytes.starts_with(b"\xFF\xD8\xFF") {
             Some(Format::Jpeg)
         } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
@@ -637,6 +641,140 @@ fn check_chain_generic(ctx: &Ctx) -> Result<(), String> {
     .map(drop)
 }
 
+/// Whether two images differ visibly at a pixel.
+fn changed(a: &RgbaImage, b: &RgbaImage, (x, y): (u32, u32)) -> bool {
+    max_rgb_diff(*a.get_pixel(x, y), *b.get_pixel(x, y)) > 8
+}
+
+/// overlay tiled over everything at opacity 0.25, overlay2 repeated along the bottom → PNG
+/// 64x48, changed all over and along the bottom row.
+fn check_draw_repeat(ctx: &Ctx) -> Result<(), String> {
+    let out = expect_image(&ctx.scenario("draw_repeat")?, Format::Png, (64, 48))?;
+    let base = ctx.base_image();
+    for p in [(1, 1), (40, 20), (20, 30), (60, 10)] {
+        if !changed(&out, &base, p) {
+            return Err(format!("pixel {p:?} shows no tiled overlay"));
+        }
+    }
+    for p in [(2, 45), (30, 46), (61, 47)] {
+        if !changed(&out, &base, p) {
+            return Err(format!("pixel {p:?} shows no overlay2 along the bottom"));
+        }
+    }
+    Ok(())
+}
+
+/// cover 40x30 with gravity auto, JPEG q42 on a red background → JPEG 40x30.
+fn check_quality_scenario(ctx: &Ctx) -> Result<(), String> {
+    expect_image(&ctx.scenario("quality")?, Format::Jpeg, (40, 30)).map(drop)
+}
+
+/// anim=false, WebP q90 → WebP 64x48.
+fn check_anim(ctx: &Ctx) -> Result<(), String> {
+    expect_image(&ctx.scenario("anim")?, Format::Webp, (64, 48)).map(drop)
+}
+
+/// No transform, PNG out → the base image's pixels exactly.
+fn check_output_only(ctx: &Ctx) -> Result<(), String> {
+    let out = expect_image(&ctx.scenario("output_only")?, Format::Png, (64, 48))?;
+    if out != ctx.base_image() {
+        return Err("PNG output differs from base.png".into());
+    }
+    Ok(())
+}
+
+/// Every option at once, `segment` among them: segment needs a model this server does not
+/// ship, so the binding reports 9401 naming it (documented), never a silent no-op.
+fn check_all_options(ctx: &Ctx) -> Result<(), String> {
+    let resp = ctx.scenario("all_options")?;
+    if resp.status != 502 {
+        return Err(format!(
+            "expected 502 (binding error), got {}",
+            resp.describe()
+        ));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&resp.body)
+        .map_err(|e| format!("error body is not JSON ({e}): {}", resp.describe()))?;
+    let message = json["error"].as_str().unwrap_or_default();
+    if json["code"] != 9401 || !message.contains("segment") {
+        return Err(format!("expected 9401 naming segment, got {json}"));
+    }
+    Ok(())
+}
+
+/// base64 text in, decoded by the binding; width 10 → GIF 10x8.
+fn check_base64_input(ctx: &Ctx) -> Result<(), String> {
+    let b64 = base64_encode(&ctx.base_png);
+    let resp = ctx.post("base64_input", "/t?scenario=base64_input", b64.as_bytes())?;
+    expect_image(&resp, Format::Gif, (10, 8)).map(drop)
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// White "Hello" (size 12) drawn at (2,2) → PNG 64x48 with white text pixels there.
+fn check_text_draw(ctx: &Ctx) -> Result<(), String> {
+    let out = expect_image(&ctx.scenario("text_draw")?, Format::Png, (64, 48))?;
+    let base = ctx.base_image();
+    let white = (2..34)
+        .flat_map(|x| (2..16).map(move |y| (x, y)))
+        .filter(|&(x, y)| {
+            let p = out.get_pixel(x, y);
+            p[0] > 230 && p[1] > 230 && p[2] > 230 && changed(&out, &base, (x, y))
+        })
+        .count();
+    if white < 10 {
+        return Err(format!("only {white} white text pixels near (2,2)"));
+    }
+    if changed(&out, &base, (60, 44)) {
+        return Err("pixel (60,44), far from the text, changed".into());
+    }
+    Ok(())
+}
+
+/// An image, a text and a transformed image overlay → AVIF 64x48.
+fn check_mixed_overlays(ctx: &Ctx) -> Result<(), String> {
+    expect_image(&ctx.scenario("mixed_overlays")?, Format::Avif, (64, 48)).map(drop)
+}
+
+/// A text canvas ("Canvas"), width 100 with the default scale-down → a PNG at most 100 wide
+/// with visible glyphs.
+fn check_text_canvas(ctx: &Ctx) -> Result<(), String> {
+    let resp = ctx.scenario("text_canvas")?;
+    if resp.status != 200 || Format::sniff(&resp.body) != Some(Format::Png) {
+        return Err(format!("expected a PNG, got {}", resp.describe()));
+    }
+    let img = Format::Png.decode(&resp.body)?;
+    if img.width() == 0 || img.width() > 100 || img.height() == 0 {
+        return Err(format!("text canvas is {}x{}", img.width(), img.height()));
+    }
+    let inked = img.pixels().filter(|p| p[3] > 128).count();
+    if inked < 20 {
+        return Err(format!("only {inked} opaque pixels: no glyphs"));
+    }
+    println!(
+        "    text canvas {}x{}, {inked} inked pixels",
+        img.width(),
+        img.height()
+    );
+    Ok(())
+}
+
 /// The HTTP client's own parsing, chunked bodies included (workerd streams some answers).
 #[test]
 fn http_client_parses_chunked_and_sized_bodies() {
@@ -671,6 +809,15 @@ const CHECKS: &[(&str, Check)] = &[
     ("info (png 64x48, fileSize 6321)", check_info),
     ("not an image (502, code 9412)", check_not_an_image),
     ("chain_generic (WebP 40x30)", check_chain_generic),
+    ("draw_repeat (PNG 64x48, tiled)", check_draw_repeat),
+    ("quality scenario (JPEG 40x30)", check_quality_scenario),
+    ("anim=false (WebP 64x48)", check_anim),
+    ("output_only (PNG = base)", check_output_only),
+    ("all_options (9401: segment)", check_all_options),
+    ("base64_input (GIF 10x8)", check_base64_input),
+    ("text_draw (PNG 64x48, white text)", check_text_draw),
+    ("mixed_overlays (AVIF 64x48)", check_mixed_overlays),
+    ("text_canvas (PNG <= 100 wide)", check_text_canvas),
 ];
 
 /// Runs one check, turning a panic inside it (a decoder, say) into a failure.
