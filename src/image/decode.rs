@@ -1,7 +1,7 @@
 //! Decoding: sniff the format from the bytes, check limits from the header, decode to RGBA8
 //! with EXIF orientation applied.
 
-use super::{avif, Code, ImageError};
+use super::{avif, meta, Code, ImageError};
 use crate::config::Limits;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbaImage};
 use std::io::Cursor;
@@ -208,11 +208,26 @@ pub fn decode(data: &[u8], limits: &Limits) -> Result<(Format, RgbaImage), Image
     let (w, h) = dec.dimensions();
     check_limits(w, h, limits)?;
     let orientation = dec.orientation().ok();
+    let icc = dec.icc_profile().ok().flatten();
     let mut img = DynamicImage::from_decoder(dec).map_err(|e| map_image_error(format, e))?;
     if let Some(o) = orientation {
         img.apply_orientation(o);
     }
-    Ok((format, img.into_rgba8()))
+    let mut img = img.into_rgba8();
+    if let Some(icc) = icc {
+        meta::to_srgb(&mut img, &icc);
+    }
+    Ok((format, img))
+}
+
+/// The EXIF `Copyright` of an encoded image (JPEG, PNG, WebP), read from its header.
+pub fn copyright(data: &[u8]) -> Option<String> {
+    let format = sniff(data)?.image_format()?;
+    let mut r = ImageReader::new(Cursor::new(data));
+    r.set_format(format);
+    r.no_limits();
+    let exif = r.into_decoder().ok()?.exif_metadata().ok()??;
+    meta::copyright(&exif)
 }
 
 /// One frame of an animation: the whole canvas, composed, and how long it shows.

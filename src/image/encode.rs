@@ -98,12 +98,20 @@ fn rgb_bytes(img: &RgbaImage) -> Vec<u8> {
     img.pixels().flat_map(|p| [p[0], p[1], p[2]]).collect()
 }
 
-/// Encodes `img` as `out` at `quality` (1..=100).
+/// JPEG output is progressive when the image has at least this many pixels (below it the extra
+/// scans cost more bytes than they save)…
+pub const PROGRESSIVE_MIN_PIXELS: u64 = 100 * 100;
+/// …and at most this many (a progressive encoder holds every coefficient of the image).
+pub const PROGRESSIVE_MAX_PIXELS: u64 = 16 * 1024 * 1024;
+
+/// Encodes `img` as `out` at `quality` (1..=100). `copyright` (the input's EXIF notice) is
+/// kept in JPEG output; every other piece of metadata is stripped.
 pub fn encode(
     mut img: RgbaImage,
     out: Output,
     quality: Option<u8>,
     background: Option<Rgba<u8>>,
+    copyright: Option<&str>,
     limits: &Limits,
 ) -> Result<Encoded, ImageError> {
     let (w, h) = img.dimensions();
@@ -125,11 +133,41 @@ pub fn encode(
     match out {
         Output::Jpeg => {
             flatten(&mut img, Rgba([255, 255, 255, 255]));
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, q)
-                .write_image(&rgb_bytes(&img), w, h, ExtendedColorType::Rgb8)
-                .map_err(|e| encode_error("JPEG", e))?;
+            let mut enc = jpeg_encoder::Encoder::new(&mut bytes, q);
+            let px = w as u64 * h as u64;
+            enc.set_progressive((PROGRESSIVE_MIN_PIXELS..=PROGRESSIVE_MAX_PIXELS).contains(&px));
+            if copyright.is_some() {
+                enc.add_exif_metadata(&super::meta::exif_segment(copyright))
+                    .map_err(|e| encode_error("JPEG", e))?;
+            }
+            enc.encode(
+                img.as_raw(),
+                w as u16,
+                h as u16,
+                jpeg_encoder::ColorType::Rgba,
+            )
+            .map_err(|e| encode_error("JPEG", e))?;
         }
         Output::Png => {
+            if let Some((palette, alpha, indexes)) = png_palette(&img) {
+                let mut enc = png::Encoder::new(&mut bytes, w, h);
+                enc.set_color(png::ColorType::Indexed);
+                enc.set_depth(png::BitDepth::Eight);
+                enc.set_compression(png::Compression::Fast);
+                enc.set_palette(palette);
+                if alpha.iter().any(|a| *a != 255) {
+                    enc.set_trns(alpha);
+                }
+                enc.write_header()
+                    .and_then(|mut wr| wr.write_image_data(&indexes))
+                    .map_err(|e| encode_error("PNG", e))?;
+                return Ok(Encoded {
+                    bytes,
+                    mime: out.mime(),
+                    width: w,
+                    height: h,
+                });
+            }
             let enc = image::codecs::png::PngEncoder::new_with_quality(
                 &mut bytes,
                 image::codecs::png::CompressionType::Fast,
@@ -194,6 +232,37 @@ pub fn encode(
     })
 }
 
+/// An image of at most 256 distinct RGBA colours as a palette PNG's parts: RGB palette, alpha
+/// per entry, one index per pixel. `None` when it has more colours (then the PNG is truecolour:
+/// a palette is used only when it is lossless).
+fn png_palette(img: &RgbaImage) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    let mut colours: Vec<[u8; 4]> = Vec::new();
+    let mut indexes = Vec::with_capacity(img.width() as usize * img.height() as usize);
+    let mut last: Option<([u8; 4], u8)> = None;
+    for p in img.pixels() {
+        let c = p.0;
+        let i = match last {
+            Some((lc, li)) if lc == c => li,
+            _ => {
+                let i = match colours.iter().position(|k| *k == c) {
+                    Some(i) => i,
+                    None if colours.len() < 256 => {
+                        colours.push(c);
+                        colours.len() - 1
+                    }
+                    None => return None,
+                } as u8;
+                last = Some((c, i));
+                i
+            }
+        };
+        indexes.push(i);
+    }
+    let palette = colours.iter().flat_map(|c| [c[0], c[1], c[2]]).collect();
+    let alpha = colours.iter().map(|c| c[3]).collect();
+    Some((palette, alpha, indexes))
+}
+
 /// Encodes an animation (`frames` all of one size, each with its display time) as an animated
 /// GIF or WebP that loops forever.
 pub fn encode_animation(
@@ -256,7 +325,7 @@ pub fn encode_animation(
                 .map_err(|e| encode_error("WebP", format!("{e:?}")))?;
             bytes.extend_from_slice(&mem);
         }
-        other => return encode(frames.swap_remove(0).0, other, quality, None, limits),
+        other => return encode(frames.swap_remove(0).0, other, quality, None, None, limits),
     }
     Ok(Encoded {
         bytes,

@@ -7,6 +7,7 @@ pub mod color;
 pub mod decode;
 pub mod draw;
 pub mod encode;
+pub mod meta;
 pub mod ops;
 pub mod pipeline;
 pub mod saliency;

@@ -180,7 +180,19 @@ impl Job {
             );
         }
         let canvas = self.render(limits)?;
-        encode::encode(canvas, self.output, self.quality, self.background, limits)
+        // The metadata policy keeps one thing: the canvas's EXIF copyright, in JPEG output.
+        let copyright = match (&self.inputs[0], self.output) {
+            (Input::Encoded(data), Output::Jpeg) => decode::copyright(data),
+            _ => None,
+        };
+        encode::encode(
+            canvas,
+            self.output,
+            self.quality,
+            self.background,
+            copyright.as_deref(),
+            limits,
+        )
     }
 
     /// The canvas's frames, when it is animated and the animation is kept.
