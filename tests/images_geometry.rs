@@ -219,3 +219,44 @@ fn odd_and_tiny_sizes_round_trip_through_every_format() {
         }
     }
 }
+
+fn psnr(a: &RgbaImage, b: &RgbaImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let mut se = 0f64;
+    for (p, q) in a.pixels().zip(b.pixels()) {
+        for c in 0..3 {
+            let d = p[c] as f64 - q[c] as f64;
+            se += d * d;
+        }
+    }
+    let mse = se / (a.width() as f64 * a.height() as f64 * 3.0);
+    10.0 * (255.0f64 * 255.0 / mse.max(1e-9)).log10()
+}
+
+#[test]
+fn shrink_on_load_keeps_size_and_picture() {
+    let s = Server::start(&[]);
+    let photo = support::fixture("images/dune_1680x1050_exif.jpg");
+    let full = image::load_from_memory(&photo).unwrap().to_rgba8();
+    // 1680x1050 → 400 wide (4× smaller: decoded at 1/4), and a cover crop on the left edge
+    // (decoded at 1/2), each against a full-size decode resized independently.
+    let cases = [
+        (r#"[{"imageIndex":0,"width":400}]"#, (400, 250), None),
+        (
+            r#"[{"imageIndex":0,"width":300,"height":300,"fit":"cover","gravity":"left"}]"#,
+            (300, 300),
+            Some((0u32, 0u32, 1050u32, 1050u32)),
+        ),
+    ];
+    for (t, (w, h), crop) in cases {
+        let out = decode(&transform(&s, &photo, t, "image/png").body);
+        assert_eq!(out.dimensions(), (w, h), "{t}");
+        let src = match crop {
+            Some((x, y, cw, ch)) => image::imageops::crop_imm(&full, x, y, cw, ch).to_image(),
+            None => full.clone(),
+        };
+        let reference = image::imageops::resize(&src, w, h, image::imageops::FilterType::Lanczos3);
+        let p = psnr(&out, &reference);
+        assert!(p > 30.0, "{t}: PSNR {p:.1} dB against a full-size decode");
+    }
+}

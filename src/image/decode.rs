@@ -220,6 +220,59 @@ pub fn decode(data: &[u8], limits: &Limits) -> Result<(Format, RgbaImage), Image
     Ok((format, img))
 }
 
+/// JPEG shrink-on-load: decodes a JPEG at 1/`divisor` (2, 4 or 8) of its size in the DCT
+/// domain (`jpeg-decoder`'s scaled IDCT), orientation and ICC profile applied like [`decode`].
+/// `None` when the data is no JPEG, or this decoder cannot take it (CMYK, 16-bit, arithmetic
+/// coding, a corrupt stream): the caller then decodes at full size, which reports any error.
+pub fn decode_jpeg_scaled(
+    data: &[u8],
+    limits: &Limits,
+    divisor: u32,
+) -> Result<Option<RgbaImage>, ImageError> {
+    if divisor < 2 || sniff(data) != Some(Format::Jpeg) {
+        return Ok(None);
+    }
+    let mut dec = reader(data, Format::Jpeg, limits)
+        .into_decoder()
+        .map_err(|e| map_image_error(Format::Jpeg, e))?;
+    let (w, h) = dec.dimensions();
+    check_limits(w, h, limits)?;
+    let orientation = dec.orientation().ok();
+    drop(dec);
+    let mut j = jpeg_decoder::Decoder::new(Cursor::new(data));
+    let (rw, rh) = (w.div_ceil(divisor), h.div_ceil(divisor));
+    if j.scale(rw as u16, rh as u16).is_err() {
+        return Ok(None);
+    }
+    let Ok(pixels) = j.decode() else {
+        return Ok(None);
+    };
+    let Some(info) = j.info() else {
+        return Ok(None);
+    };
+    let (dw, dh) = (info.width as u32, info.height as u32);
+    let rgba: Vec<u8> = match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => pixels
+            .chunks_exact(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect(),
+        jpeg_decoder::PixelFormat::L8 => pixels.iter().flat_map(|&l| [l, l, l, 255]).collect(),
+        _ => return Ok(None),
+    };
+    let Some(img) = RgbaImage::from_raw(dw, dh, rgba) else {
+        return Ok(None);
+    };
+    let mut img = DynamicImage::ImageRgba8(img);
+    if let Some(o) = orientation {
+        img.apply_orientation(o);
+    }
+    let mut img = img.into_rgba8();
+    if let Some(icc) = j.icc_profile() {
+        meta::to_srgb(&mut img, &icc);
+    }
+    Ok(Some(img))
+}
+
 /// The EXIF `Copyright` of an encoded image (JPEG, PNG, WebP), read from its header.
 pub fn copyright(data: &[u8]) -> Option<String> {
     let format = sniff(data)?.image_format()?;

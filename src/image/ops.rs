@@ -203,6 +203,42 @@ impl Transform {
 
     /// Applies this element to `img` in Cloudflare's fixed order.
     pub fn apply(&self, img: RgbaImage, limits: &Limits) -> Result<RgbaImage, ImageError> {
+        self.apply_shrunk(img, None, limits)
+    }
+
+    /// How much smaller than `upright` (the input's size, orientation applied) the input may be
+    /// decoded for this element without losing detail: the largest of 8, 4, 2 that keeps the
+    /// decoded source region at least as large as the output, or 1. Never with `trim`, whose
+    /// edges are input pixels.
+    pub fn shrink_divisor(&self, (w, h): (u32, u32)) -> u32 {
+        if self.trim.is_some() || (self.width.is_none() && self.height.is_none()) {
+            return 1;
+        }
+        let src = if self.quarter_turns % 2 == 1 {
+            (h, w)
+        } else {
+            (w, h)
+        };
+        let p = plan(src, self.width, self.height, self.fit, self.gravity);
+        let (cw, ch) = p
+            .crop
+            .map_or((src.0 as f64, src.1 as f64), |(_, _, cw, ch)| (cw, ch));
+        let ratio = (cw / p.out.0 as f64).min(ch / p.out.1 as f64);
+        [8, 4, 2]
+            .into_iter()
+            .find(|d| *d as f64 <= ratio)
+            .unwrap_or(1)
+    }
+
+    /// [`Transform::apply`] on an image decoded smaller than the input (shrink-on-load):
+    /// `shrunk_from` is the input's upright size, so the geometry is planned exactly as for the
+    /// full-size input.
+    pub fn apply_shrunk(
+        &self,
+        img: RgbaImage,
+        shrunk_from: Option<(u32, u32)>,
+        limits: &Limits,
+    ) -> Result<RgbaImage, ImageError> {
         let img = match &self.trim {
             Some(t) => t.apply(img)?,
             None => img,
@@ -219,7 +255,14 @@ impl Transform {
             3 => imageops::rotate270(&img),
             _ => img,
         };
-        let img = self.resize(img, limits)?;
+        let source = shrunk_from.map(|(w, h)| {
+            if self.quarter_turns % 2 == 1 {
+                (h, w)
+            } else {
+                (w, h)
+            }
+        });
+        let img = self.resize(img, source, limits)?;
         let mut img = match self.blur {
             Some(radius) => imageops::fast_blur(&img, radius / 2.0),
             None => img,
@@ -238,14 +281,24 @@ impl Transform {
         })
     }
 
-    fn resize(&self, img: RgbaImage, limits: &Limits) -> Result<RgbaImage, ImageError> {
-        let mut plan = plan(
-            img.dimensions(),
-            self.width,
-            self.height,
-            self.fit,
-            self.gravity,
-        );
+    /// Resizes per the fit rules, planned on `source` (the size `img` stands for; its own size
+    /// when `None`) and carried out on `img`.
+    fn resize(
+        &self,
+        img: RgbaImage,
+        source: Option<(u32, u32)>,
+        limits: &Limits,
+    ) -> Result<RgbaImage, ImageError> {
+        let src = source.unwrap_or(img.dimensions());
+        let mut plan = plan(src, self.width, self.height, self.fit, self.gravity);
+        if src != img.dimensions() {
+            let (iw, ih) = (img.width() as f64, img.height() as f64);
+            let (sx, sy) = (iw / src.0 as f64, ih / src.1 as f64);
+            plan.crop = plan.crop.map(|(x, y, w, h)| {
+                let (x, y) = ((x * sx).min(iw - 1.0), (y * sy).min(ih - 1.0));
+                (x, y, (w * sx).min(iw - x), (h * sy).min(ih - y))
+            });
+        }
         let (cw, ch) = plan.canvas;
         check_output(cw as u64, ch as u64, limits)?;
         if let (Gravity::Focus(focus), Some((_, _, w, h))) = (self.gravity, plan.crop) {

@@ -18,6 +18,9 @@ use serde_json::{Map, Value};
 /// (each within the limit) cannot multiply a job's memory.
 pub const JOB_PIXELS_FACTOR: u64 = 2;
 
+/// A canvas decoded smaller than its input, with the input's upright size.
+type Shrunk = (RgbaImage, (u32, u32));
+
 /// One element of `transforms`, in array order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Element {
@@ -212,7 +215,30 @@ impl Job {
 
     /// Decodes every input and applies the elements in array order; returns image 0.
     fn render(&self, limits: &Limits) -> Result<RgbaImage, ImageError> {
+        if let Some((canvas, from)) = self.shrink_on_load(limits)? {
+            let held = canvas.width() as u64 * canvas.height() as u64;
+            let mut images = vec![canvas];
+            images.extend(self.load(1, held, limits)?);
+            return self.apply_from(images, Some(from), limits);
+        }
         self.apply(self.load(0, 0, limits)?, limits)
+    }
+
+    /// A JPEG canvas whose first element shrinks it by 2× or more is decoded smaller (DCT
+    /// scaling); returns it with the full upright size it stands for.
+    fn shrink_on_load(&self, limits: &Limits) -> Result<Option<Shrunk>, ImageError> {
+        let (Input::Encoded(data), Some(Element::Transform(t))) =
+            (&self.inputs[0], self.elements.first())
+        else {
+            return Ok(None);
+        };
+        if t.image_index != 0 || decode::sniff(data) != Some(decode::Format::Jpeg) {
+            return Ok(None);
+        }
+        let info = decode::probe(data)?;
+        let full = (info.width, info.height);
+        let divisor = t.shrink_divisor(full);
+        Ok(decode::decode_jpeg_scaled(data, limits, divisor)?.map(|img| (img, full)))
     }
 
     /// Decodes the inputs from index `from` on that some element uses (the canvas always),
@@ -257,12 +283,24 @@ impl Job {
     }
 
     /// Applies the elements in array order to decoded images; returns image 0.
-    fn apply(&self, mut images: Vec<RgbaImage>, limits: &Limits) -> Result<RgbaImage, ImageError> {
-        for el in &self.elements {
+    fn apply(&self, images: Vec<RgbaImage>, limits: &Limits) -> Result<RgbaImage, ImageError> {
+        self.apply_from(images, None, limits)
+    }
+
+    /// [`Job::apply`], where the canvas may have been decoded smaller than `shrunk_from` (its
+    /// upright size) for the first element.
+    fn apply_from(
+        &self,
+        mut images: Vec<RgbaImage>,
+        shrunk_from: Option<(u32, u32)>,
+        limits: &Limits,
+    ) -> Result<RgbaImage, ImageError> {
+        for (k, el) in self.elements.iter().enumerate() {
             match el {
                 Element::Transform(t) => {
                     let img = std::mem::take(&mut images[t.image_index]);
-                    images[t.image_index] = t.apply(img, limits)?;
+                    let from = if k == 0 { shrunk_from } else { None };
+                    images[t.image_index] = t.apply_shrunk(img, from, limits)?;
                 }
                 Element::Draw(d) => {
                     let overlay = std::mem::take(&mut images[d.source]);
