@@ -17,7 +17,8 @@ import time
 import pyvips
 
 SAVE = {
-    "jpeg": (".jpg", {}),
+    # Progressive, like lastbyte's JPEG output at this size (libjpeg optimises its tables then).
+    "jpeg": (".jpg", {"interlace": True}),
     "webp": (".webp", {}),
     # effort 2 of 0-9 is libaom's cpu-used 7: the closest to lastbyte's --avif-speed 6.
     "avif": (".avif", {"effort": 2}),

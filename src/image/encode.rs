@@ -136,6 +136,10 @@ pub fn encode(
             let mut enc = jpeg_encoder::Encoder::new(&mut bytes, q);
             let px = w as u64 * h as u64;
             enc.set_progressive((PROGRESSIVE_MIN_PIXELS..=PROGRESSIVE_MAX_PIXELS).contains(&px));
+            // Optimised Huffman tables (as libjpeg does for progressive output) and chroma
+            // averaged, not point-sampled, when subsampling.
+            enc.set_optimized_huffman_tables(true);
+            enc.set_chroma_subsampling_method(jpeg_encoder::ChromaSubsamplingMethod::Average);
             if copyright.is_some() {
                 enc.add_exif_metadata(&super::meta::exif_segment(copyright))
                     .map_err(|e| encode_error("JPEG", e))?;
