@@ -18,6 +18,9 @@ struct Task {
     key: u64,
     work: Work,
     mailbox: Arc<Mailbox>,
+    /// The client's socket, open until the response is posted (its connection waits for it):
+    /// a job whose client has gone is not run.
+    peer: Option<RawFd>,
 }
 
 /// Where finished jobs wait for their ring.
@@ -54,6 +57,12 @@ impl Mailbox {
     }
 }
 
+/// The answer for a job skipped because its client had gone (it is never delivered: the
+/// connection's send fails and is counted like any other).
+fn cancelled() -> Response {
+    Response::text(503, "client closed the connection before the job started").closing()
+}
+
 pub struct Pool {
     tx: Option<Sender<Task>>,
     stats: Arc<Stats>,
@@ -81,6 +90,11 @@ impl Pool {
                     .spawn(move || {
                         for task in rx {
                             Stats::dec(&stats.jobs_queued);
+                            if task.peer.is_some_and(sys::peer_gone) {
+                                Stats::inc(&stats.jobs_cancelled);
+                                task.mailbox.post(task.key, cancelled());
+                                continue;
+                            }
                             Stats::inc(&stats.jobs);
                             let r =
                                 catch_unwind(AssertUnwindSafe(task.work)).unwrap_or_else(|_| {
@@ -101,11 +115,18 @@ impl Pool {
     }
 
     /// Queues `work`; its response is posted to `mailbox` under `key`.
-    pub fn try_submit(&self, key: u64, mailbox: &Arc<Mailbox>, work: Work) -> Result<(), Busy> {
+    pub fn try_submit(
+        &self,
+        key: u64,
+        mailbox: &Arc<Mailbox>,
+        work: Work,
+        peer: Option<RawFd>,
+    ) -> Result<(), Busy> {
         let task = Task {
             key,
             work,
             mailbox: mailbox.clone(),
+            peer,
         };
         // Counted before the send so a fast worker never decrements below zero.
         Stats::inc(&self.stats.jobs_queued);

@@ -56,6 +56,8 @@ counters! {
     jobs,
     jobs_busy,
     jobs_panicked,
+    /// Image jobs not run because their client had gone while they waited in the queue.
+    jobs_cancelled,
     /// Connections closed by the idle (keep-alive) timeout.
     idle_timeouts,
     /// Requests whose head did not complete within --header-timeout (408).

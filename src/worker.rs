@@ -378,7 +378,11 @@ impl Worker {
                 }
                 Next::Job(work) => {
                     let key = tok(Kind::Recv).encode();
-                    if self.pool.try_submit(key, &self.mailbox, work).is_err() {
+                    if self
+                        .pool
+                        .try_submit(key, &self.mailbox, work, Some(slot.fd))
+                        .is_err()
+                    {
                         next = slot.conn.busy(&self.shared);
                         continue;
                     }

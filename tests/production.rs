@@ -595,3 +595,54 @@ fn a_client_gone_mid_body_ends_its_request() {
         "{log}"
     );
 }
+
+#[test]
+fn queued_jobs_of_clients_that_left_are_not_run() {
+    let s = Server::start(&[
+        "--cpu-threads",
+        "1",
+        "--queue-depth",
+        "8",
+        "--avif-speed",
+        "10",
+    ]);
+    let photo = small_photo();
+    let slow_job = transform_request(
+        &[
+            ("image", &photo),
+            ("transforms", b"[]"),
+            ("output_format", b"image/avif"),
+        ],
+        true,
+    );
+    // One job occupies the only CPU thread; three clients queue a job each and leave.
+    let mut running = s.connect();
+    running.write_all(&slow_job).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    for _ in 0..3 {
+        let mut c = s.connect();
+        c.write_all(&slow_job).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+        drop(c);
+    }
+    // A client that half-closes after its request is still served.
+    let small = transform_request(
+        &[
+            ("image", &photo),
+            ("transforms", br#"[{"imageIndex":0,"width":64}]"#),
+            ("output_format", b"image/png"),
+        ],
+        true,
+    );
+    let mut half = s.connect();
+    half.write_all(&small).unwrap();
+    half.shutdown(std::net::Shutdown::Write).unwrap();
+    let r = read_response_paced(&mut running, &mut Vec::new(), Pace::FAST).unwrap();
+    assert_eq!(r.status, 200);
+    let r = read_response_paced(&mut half, &mut Vec::new(), Pace::FAST).unwrap();
+    assert_eq!((r.status, sniff(&r.body)), (200, "image/png"));
+    let (code, stats) = s.stop();
+    assert_eq!(code, 0);
+    assert_eq!(stats["jobs_cancelled"], 3, "{stats:?}");
+    assert_eq!(stats["jobs"], 2);
+}

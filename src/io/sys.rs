@@ -23,6 +23,20 @@ pub fn eventfd() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Whether the peer of a connected socket has gone entirely (POLLHUP or POLLERR, checked
+/// without blocking). A peer that only shut down its writing side (a half-close after its
+/// request) is not gone: on AF_UNIX that is POLLRDHUP alone; on TCP a FIN looks the same, so
+/// only a reset counts there.
+pub fn peer_gone(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    matches!(syscall!(libc::poll(&mut p, 1, 0)), Ok(1))
+        && p.revents & (libc::POLLHUP | libc::POLLERR) != 0
+}
+
 /// Adds 1 to an eventfd's counter (wakes the ring reading it).
 pub fn eventfd_notify(fd: RawFd) {
     let one: u64 = 1;
