@@ -135,10 +135,12 @@ pub fn encode(
             flatten(&mut img, Rgba([255, 255, 255, 255]));
             let mut enc = jpeg_encoder::Encoder::new(&mut bytes, q);
             let px = w as u64 * h as u64;
-            enc.set_progressive((PROGRESSIVE_MIN_PIXELS..=PROGRESSIVE_MAX_PIXELS).contains(&px));
-            // Optimised Huffman tables (as libjpeg does for progressive output) and chroma
-            // averaged, not point-sampled, when subsampling.
-            enc.set_optimized_huffman_tables(true);
+            let progressive = (PROGRESSIVE_MIN_PIXELS..=PROGRESSIVE_MAX_PIXELS).contains(&px);
+            enc.set_progressive(progressive);
+            // Optimised Huffman tables for progressive output, as libjpeg does. Not for baseline:
+            // jpeg-encoder 0.7.1 writes undecodable colour data with optimised tables in baseline
+            // mode (`tests/images_meta.rs` checks both). Chroma averaged, not point-sampled.
+            enc.set_optimized_huffman_tables(progressive);
             enc.set_chroma_subsampling_method(jpeg_encoder::ChromaSubsamplingMethod::Average);
             if copyright.is_some() {
                 enc.add_exif_metadata(&super::meta::exif_segment(copyright))
