@@ -1,6 +1,6 @@
 //! Colour and metadata policy.
 //!
-//! - **ICC profiles**: an embedded profile (JPEG APP2, PNG iCCP, WebP ICCP) is applied on
+//! - **ICC profiles**: an embedded profile (JPEG APP2, PNG iCCP, WebP ICCP, AVIF `colr`) is applied on
 //!   decode: pixels are converted to sRGB with `qcms` (perceptual intent), and outputs carry no
 //!   profile, so every output is sRGB. A profile `qcms` cannot build an RGB transform from
 //!   (grey or CMYK profiles, malformed data) leaves the pixels as decoded; that case is counted
