@@ -75,7 +75,8 @@ pub fn root_page() -> Response {
              POST /cdn-cgi/image/<o>  URL-interface options on the request body\n  \
              POST /echo               the decoded request body\n  \
              GET|HEAD|POST /bytes/<n> n deterministic bytes (K, M suffixes)\n  \
-             GET /healthz             liveness",
+             GET /healthz             liveness\n  \
+             GET /metrics             Prometheus text format",
             env!("CARGO_PKG_VERSION")
         ),
     )
