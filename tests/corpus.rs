@@ -115,15 +115,6 @@ fn upright(rel: &str, (w, h): (u32, u32)) -> (u32, u32) {
     }
 }
 
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 fn post(s: &Server, route: &str, parts: &[(&str, &[u8])]) -> Response {
     let (ct, body) = multipart(parts);
     roundtrip(s, &chunked_post(route, &ct, &body, true))

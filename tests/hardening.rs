@@ -278,15 +278,6 @@ fn status_codes_over_the_socket() {
     assert!(r.body == body);
 }
 
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn thousand_idle_and_slow_connections_do_not_block_a_new_client() {
     let s = Server::start(&[]);

@@ -33,6 +33,18 @@ fn metrics(s: &Server) -> String {
     r.text()
 }
 
+/// A `/transform` of the whole photo to AVIF (slow enough to hold a CPU thread), closing.
+fn avif_job(photo: &[u8]) -> Vec<u8> {
+    transform_request(
+        &[
+            ("image", photo),
+            ("transforms", b"[]"),
+            ("output_format", b"image/avif"),
+        ],
+        true,
+    )
+}
+
 fn small_photo() -> Vec<u8> {
     fixture("images/dune_1680x1050_exif.jpg")
 }
@@ -372,14 +384,7 @@ fn saturated_pool_refuses_fast_while_healthz_answers() {
         "10",
     ]);
     let photo = small_photo();
-    let slow_job = transform_request(
-        &[
-            ("image", &photo),
-            ("transforms", b"[]"),
-            ("output_format", b"image/avif"),
-        ],
-        true,
-    );
+    let slow_job = avif_job(&photo);
     // One job runs, one waits in the queue.
     let mut busy = Vec::new();
     for _ in 0..2 {
@@ -607,14 +612,7 @@ fn queued_jobs_of_clients_that_left_are_not_run() {
         "10",
     ]);
     let photo = small_photo();
-    let slow_job = transform_request(
-        &[
-            ("image", &photo),
-            ("transforms", b"[]"),
-            ("output_format", b"image/avif"),
-        ],
-        true,
-    );
+    let slow_job = avif_job(&photo);
     // One job occupies the only CPU thread; three clients queue a job each and leave.
     let mut running = s.connect();
     running.write_all(&slow_job).unwrap();

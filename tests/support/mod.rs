@@ -432,6 +432,16 @@ pub fn decode(b: &[u8]) -> image::RgbaImage {
         .to_rgba8()
 }
 
+/// A process's resident set size in KiB (`VmRSS` in `/proc/<pid>/status`).
+pub fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
 /// The `/bytes` pattern: byte i = byte i%4 of the little-endian u32 i/4.
 pub fn pattern_byte(i: usize) -> u8 {
     ((i / 4) as u32).to_le_bytes()[i % 4]
