@@ -242,7 +242,9 @@ pub fn encode(
 /// per entry, one index per pixel. `None` when it has more colours (then the PNG is truecolour:
 /// a palette is used only when it is lossless).
 fn png_palette(img: &RgbaImage) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>)> {
-    let mut colours: Vec<[u8; 4]> = Vec::new();
+    let mut colours: Vec<[u8; 4]> = Vec::with_capacity(256);
+    let mut index_of: std::collections::HashMap<u32, u8> =
+        std::collections::HashMap::with_capacity(256);
     let mut indexes = Vec::with_capacity(img.width() as usize * img.height() as usize);
     let mut last: Option<([u8; 4], u8)> = None;
     for p in img.pixels() {
@@ -250,14 +252,17 @@ fn png_palette(img: &RgbaImage) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>)> {
         let i = match last {
             Some((lc, li)) if lc == c => li,
             _ => {
-                let i = match colours.iter().position(|k| *k == c) {
-                    Some(i) => i,
+                let key = u32::from_le_bytes(c);
+                let i = match index_of.get(&key) {
+                    Some(&i) => i,
                     None if colours.len() < 256 => {
                         colours.push(c);
-                        colours.len() - 1
+                        let i = (colours.len() - 1) as u8;
+                        index_of.insert(key, i);
+                        i
                     }
                     None => return None,
-                } as u8;
+                };
                 last = Some((c, i));
                 i
             }
