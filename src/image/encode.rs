@@ -69,6 +69,17 @@ fn encode_error(what: &str, e: impl std::fmt::Display) -> ImageError {
     ImageError::new(Code::Corrupt, format!("could not encode {what}: {e}"))
 }
 
+/// A format's per-side output limit (9413 beyond it).
+fn side_limit((w, h): (u32, u32), limit: u32, name: &str) -> Result<(), ImageError> {
+    if w > limit || h > limit {
+        return Err(ImageError::new(
+            Code::ImageTooLarge,
+            format!("{name} output is limited to {limit} px per side; the image is {w}x{h}"),
+        ));
+    }
+    Ok(())
+}
+
 fn is_opaque(img: &RgbaImage) -> bool {
     img.pixels().all(|p| p[3] == 255)
 }
@@ -116,16 +127,7 @@ pub fn encode(
 ) -> Result<Encoded, ImageError> {
     let (w, h) = img.dimensions();
     let q = quality.unwrap_or(DEFAULT_QUALITY);
-    let side_limit = |limit: u32, name: &str| {
-        if w > limit || h > limit {
-            Err(ImageError::new(
-                Code::ImageTooLarge,
-                format!("{name} output is limited to {limit} px per side; the image is {w}x{h}"),
-            ))
-        } else {
-            Ok(())
-        }
-    };
+    let side_limit = |limit: u32, name: &str| side_limit((w, h), limit, name);
     if let Some(bg) = background {
         flatten(&mut img, bg);
     }
@@ -311,15 +313,7 @@ pub fn encode_animation(
             .map_err(|e| encode_error("GIF", e))?;
         }
         Output::Webp => {
-            if w > limits.webp_max_dimension || h > limits.webp_max_dimension {
-                return Err(ImageError::new(
-                    Code::ImageTooLarge,
-                    format!(
-                        "WebP output is limited to {} px per side; the image is {w}x{h}",
-                        limits.webp_max_dimension
-                    ),
-                ));
-            }
+            side_limit((w, h), limits.webp_max_dimension, "WebP")?;
             let mut config = webp::WebPConfig::new()
                 .map_err(|_| encode_error("WebP", "configuration failed"))?;
             config.lossless = i32::from(q >= 100);
