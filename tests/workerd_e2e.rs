@@ -610,6 +610,18 @@ fn check_info(ctx: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
+/// The Worker's answer for an ImagesError the binding threw: 502 with `{error, code, name}`.
+fn binding_error(resp: &Response) -> Result<serde_json::Value, String> {
+    if resp.status != 502 {
+        return Err(format!(
+            "expected 502 (binding error), got {}",
+            resp.describe()
+        ));
+    }
+    serde_json::from_slice(&resp.body)
+        .map_err(|e| format!("error body is not JSON ({e}): {}", resp.describe()))
+}
+
 /// A body that is no image → the binding throws ImagesError 9412 (Worker answers 502).
 fn check_not_an_image(ctx: &Ctx) -> Result<(), String> {
     let resp = ctx.post(
@@ -617,14 +629,7 @@ fn check_not_an_image(ctx: &Ctx) -> Result<(), String> {
         "/t?scenario=single",
         b"this is not an image",
     )?;
-    if resp.status != 502 {
-        return Err(format!(
-            "expected 502 (binding error), got {}",
-            resp.describe()
-        ));
-    }
-    let json: serde_json::Value = serde_json::from_slice(&resp.body)
-        .map_err(|e| format!("error body is not JSON ({e}): {}", resp.describe()))?;
+    let json = binding_error(&resp)?;
     if json["code"] != 9412 {
         return Err(format!("expected error code 9412, got {json}"));
     }
@@ -687,14 +692,7 @@ fn check_output_only(ctx: &Ctx) -> Result<(), String> {
 /// ship, so the binding reports 9401 naming it (documented), never a silent no-op.
 fn check_all_options(ctx: &Ctx) -> Result<(), String> {
     let resp = ctx.scenario("all_options")?;
-    if resp.status != 502 {
-        return Err(format!(
-            "expected 502 (binding error), got {}",
-            resp.describe()
-        ));
-    }
-    let json: serde_json::Value = serde_json::from_slice(&resp.body)
-        .map_err(|e| format!("error body is not JSON ({e}): {}", resp.describe()))?;
+    let json = binding_error(&resp)?;
     let message = json["error"].as_str().unwrap_or_default();
     if json["code"] != 9401 || !message.contains("segment") {
         return Err(format!("expected 9401 naming segment, got {json}"));
