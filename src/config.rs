@@ -32,6 +32,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// When a response on a closing connection is done (see `--confirm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Confirm {
+    /// The kernel accepted every byte (the ledger drained).
+    Queued,
+    /// And the socket's send queue emptied (peer acknowledged / read it), bounded in time.
+    Delivered,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// TOML file of defaults: `max_body = 1048576`, `header_timeout = 2.5`, … (any flag, with
@@ -125,6 +134,20 @@ pub struct ServeArgs {
     /// Small values make large responses take many partial sends (buffer studies, tests).
     #[arg(long, env = "LASTBYTE_SEND_BUFFER", default_value_t = 0)]
     pub send_buffer: usize,
+    /// Write a JSON-lines trace of every send completion and every response to this file
+    /// (off by default). See README, "What the kernel does with your bytes".
+    #[arg(long, env = "LASTBYTE_TRACE_WRITES", value_name = "PATH")]
+    pub trace_writes: Option<PathBuf>,
+    /// When a response on a closing connection counts as done before the half-close:
+    /// `queued` = every byte accepted by the kernel (the ledger drained); `delivered` = also
+    /// wait (bounded by --confirm-timeout) until the socket's send queue is empty (TCP: every
+    /// byte acknowledged by the peer; AF_UNIX: every byte read by the peer).
+    #[arg(long, env = "LASTBYTE_CONFIRM", value_enum, default_value_t = Confirm::Queued)]
+    pub confirm: Confirm,
+    /// The longest `--confirm delivered` waits for the send queue to empty (seconds); then the
+    /// connection is half-closed anyway and the wait is counted as timed out.
+    #[arg(long, env = "LASTBYTE_CONFIRM_TIMEOUT", default_value = "5", value_parser = parse_secs)]
+    pub confirm_timeout: Duration,
     /// Log filter (tracing EnvFilter syntax), e.g. info, debug, lastbyte=trace.
     #[arg(long, env = "LASTBYTE_LOG", default_value = "info")]
     pub log: String,
@@ -224,6 +247,9 @@ pub struct Config {
     pub write_stall_timeout: Duration,
     pub max_connections: usize,
     pub send_buffer: usize,
+    pub trace_writes: Option<PathBuf>,
+    pub confirm: Confirm,
+    pub confirm_timeout: Duration,
     pub limits: Limits,
 }
 
@@ -309,6 +335,9 @@ impl ServeArgs {
             write_stall_timeout: self.write_stall_timeout,
             max_connections: self.max_connections,
             send_buffer: self.send_buffer,
+            trace_writes: self.trace_writes,
+            confirm: self.confirm,
+            confirm_timeout: self.confirm_timeout,
             limits: Limits {
                 max_pixels: (self.max_megapixels * 1e6) as u64,
                 max_dimension: self.max_dimension,

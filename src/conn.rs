@@ -4,19 +4,22 @@
 //! `on_job_done`) and gets back a [`Next`]: the one operation to submit next. At most one
 //! operation is in flight per connection, so its buffers are never shared with the kernel twice.
 
-use crate::config::Config;
+use crate::config::{Config, Confirm};
 use crate::handlers;
 use crate::http::body::BodyReader;
 use crate::http::parse::{self, BodyFraming, HeadStatus, Method, RequestHead};
 use crate::image::{Code, ImageError};
 use crate::io::ledger::{Drained, Ledger, LedgerError, Sent, MAX_IOVECS};
+use crate::io::sys;
 use crate::metrics::Metrics;
 use crate::pool::Work;
 use crate::respond::{self, Response};
 use crate::route::{self, Route};
 use crate::stats::Stats;
+use crate::trace::{Queue, QueueSample, ResponseTrace, SendEvent, Tracer};
 use bytes::Bytes;
 use io_uring::types::Timespec;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -26,6 +29,9 @@ const MIN_READ: usize = 16 * 1024;
 /// Read buffer kept by a connection waiting for its next request (bytes): the memory an idle
 /// keep-alive connection holds, besides the `Conn` itself.
 pub const IDLE_BUF: usize = 4 * 1024;
+/// First and longest poll interval of `--confirm delivered`.
+const CONFIRM_FIRST_STEP: Duration = Duration::from_micros(100);
+const CONFIRM_MAX_STEP: Duration = Duration::from_millis(5);
 /// Interim response for `Expect: 100-continue`.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -45,6 +51,8 @@ pub struct Shared {
     aborting: AtomicBool,
     /// Open connections across all rings (for `--max-connections`).
     pub open_connections: AtomicUsize,
+    /// The write trace (`--trace-writes`), if on.
+    pub tracer: Option<Arc<Tracer>>,
 }
 
 impl Shared {
@@ -59,6 +67,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             aborting: AtomicBool::new(false),
             open_connections: AtomicUsize::new(0),
+            tracer: None,
         }
     }
 
@@ -106,6 +115,8 @@ pub enum Next {
     Shutdown(Drained),
     /// Receive and discard, with [`Conn::linger_timeout`] as a linked deadline.
     Linger,
+    /// `--confirm delivered`: wait [`Conn::confirm_wait`], then call [`Conn::on_confirm_tick`].
+    ConfirmWait,
     /// Close the socket.
     Close,
 }
@@ -172,6 +183,13 @@ enum State {
     Writing(After),
     /// Discarding an unread body before the next request.
     Discard(BodyReader),
+    /// Every byte is queued; `--confirm delivered` waits for the send queue to empty before
+    /// the half-close (until `deadline`), polling every `step` (doubling up to a bound).
+    Confirming {
+        proof: Drained,
+        deadline: Instant,
+        step: Duration,
+    },
     /// `shutdown(SHUT_WR)` in flight.
     HalfClosing,
     /// Reading and discarding until EOF after the half-close.
@@ -207,10 +225,26 @@ pub struct Conn {
     /// Which ring serves this connection, and the peer's credentials (Unix sockets).
     ring: usize,
     peer: Option<(i32, u32)>,
+    /// The socket, for send-queue samples (the ring owns it; no I/O is done on it here).
+    fd: RawFd,
+    queue: Queue,
+    tracer: Option<Arc<Tracer>>,
+    /// The response being traced, from its push to its close (only with a tracer).
+    rtrace: Option<ResponseTrace>,
+    confirm_ts: Timespec,
+}
+
+/// How a connection is set up besides its id.
+pub struct ConnInit {
+    pub ring: usize,
+    pub peer: Option<(i32, u32)>,
+    pub fd: RawFd,
+    pub queue: Queue,
+    pub tracer: Option<Arc<Tracer>>,
 }
 
 impl Conn {
-    pub fn new(id: u64, ring: usize, peer: Option<(i32, u32)>) -> Box<Conn> {
+    pub fn new(id: u64, init: ConnInit) -> Box<Conn> {
         Box::new(Conn {
             id,
             buf: Vec::new(),
@@ -230,8 +264,13 @@ impl Conn {
             expired: false,
             req: None,
             binding: false,
-            ring,
-            peer,
+            ring: init.ring,
+            peer: init.peer,
+            fd: init.fd,
+            queue: init.queue,
+            tracer: init.tracer,
+            rtrace: None,
+            confirm_ts: Timespec::new(),
         })
     }
 
@@ -526,6 +565,7 @@ impl Conn {
                 body: Vec::with_capacity(cap),
             });
             if state.head.expect_continue && !state.reader.is_done() && self.pos == self.len {
+                self.trace_response(100, CONTINUE.len(), 0);
                 self.ledger.push(Bytes::from_static(CONTINUE));
                 self.state = State::Writing(After::ReadBody(state));
                 return Some(Next::Send);
@@ -657,7 +697,10 @@ impl Conn {
                 .is_none_or(|left| left <= sh.config.discard_max)
         });
         let close = r.close || !ctx.keep_alive || self.draining || !discard_ok;
-        self.ledger.push(r.head(close));
+        let head = r.head(close);
+        let body_len = if ctx.head_method { 0 } else { r.body.len() };
+        self.trace_response(r.status, head.len(), body_len);
+        self.ledger.push(head);
         if !ctx.head_method {
             self.ledger.push(r.body);
         }
@@ -670,10 +713,49 @@ impl Conn {
         Next::Send
     }
 
+    /// Starts tracing a response about to be pushed into the ledger (with `--trace-writes`).
+    fn trace_response(&mut self, status: u16, head: usize, body: usize) {
+        if self.tracer.is_none() {
+            return;
+        }
+        self.finish_trace("superseded");
+        let req = self.req.as_ref().map_or(0, |r| r.id);
+        let base = self.ledger.confirmed();
+        self.rtrace = Some(ResponseTrace::new(
+            self.id,
+            req,
+            status,
+            head as u64,
+            body as u64,
+            base,
+        ));
+    }
+
+    /// Writes the traced response's summary record, if one is being traced.
+    fn finish_trace(&mut self, outcome: &str) {
+        if let (Some(t), Some(rt)) = (&self.tracer, self.rtrace.take()) {
+            rt.finish(t, outcome);
+        }
+    }
+
     /// A send completed with `res` (bytes or -errno).
     pub fn on_send(&mut self, res: i32, sh: &Shared) -> Next {
         let st = &sh.stats;
         Stats::inc(&st.sends);
+        let submitted: usize = self.iov[..self.msg.msg_iovlen]
+            .iter()
+            .map(|v| v.iov_len)
+            .sum();
+        if let (Some(t), Some(rt)) = (&self.tracer, &mut self.rtrace) {
+            let e = SendEvent {
+                offset: self.ledger.confirmed() - rt.base,
+                submitted,
+                result: res,
+                queue: self.queue,
+                sample: QueueSample::take(self.fd, self.queue),
+            };
+            rt.on_send(t, &e);
+        }
         if res == -libc::ECANCELED && self.expired {
             Stats::inc(&st.write_stall_aborts);
             let secs = sh.config.write_stall_timeout.as_secs_f64();
@@ -695,10 +777,6 @@ impl Conn {
             );
         }
         sh.metrics.send_sizes.observe(res as f64);
-        let submitted: usize = self.iov[..self.msg.msg_iovlen]
-            .iter()
-            .map(|v| v.iov_len)
-            .sum();
         match self.ledger.complete(res as usize) {
             Ok(Sent::More) => {
                 Stats::add(&st.bytes_sent, res as u64);
@@ -733,6 +811,7 @@ impl Conn {
             "response failed: {why}"
         );
         self.log_request(sh, "failed");
+        self.finish_trace("failed");
         self.ledger = Ledger::new();
         self.close()
     }
@@ -741,14 +820,19 @@ impl Conn {
         let State::Writing(after) = std::mem::replace(&mut self.state, State::Closed) else {
             unreachable!("send completion outside Writing");
         };
+        if let Some(rt) = &mut self.rtrace {
+            rt.on_drained();
+        }
         match after {
             After::ReadBody(b) => {
+                self.finish_trace("complete");
                 self.state = State::Body(b);
                 self.drive(sh)
             }
             After::KeepAlive { discard } => {
                 Stats::inc(&sh.stats.responses_complete);
                 self.log_request(sh, "complete");
+                self.finish_trace("complete");
                 self.state = match discard {
                     Some(r) => State::Discard(r),
                     None => State::Head { scanned: 0 },
@@ -758,10 +842,81 @@ impl Conn {
             After::Close => {
                 Stats::inc(&sh.stats.responses_complete);
                 self.log_request(sh, "complete");
+                if sh.config.confirm == Confirm::Delivered {
+                    self.state = State::Confirming {
+                        proof,
+                        deadline: Instant::now() + sh.config.confirm_timeout,
+                        step: CONFIRM_FIRST_STEP,
+                    };
+                    return self.confirm_check(sh);
+                }
                 self.state = State::HalfClosing;
                 Next::Shutdown(proof)
             }
         }
+    }
+
+    /// `--confirm delivered`: half-closes once the send queue is empty (TCP: the peer
+    /// acknowledged every byte; AF_UNIX: the peer read every byte) and the socket has no
+    /// pending error (a peer that reset or left with the response unread empties the queue
+    /// too), or at the deadline; otherwise waits and looks again.
+    fn confirm_check(&mut self, sh: &Shared) -> Next {
+        let State::Confirming { deadline, step, .. } = &mut self.state else {
+            unreachable!("confirm check outside Confirming");
+        };
+        let now = Instant::now();
+        let queued = sys::outq(self.fd);
+        let empty = matches!(queued, Ok(0));
+        if !empty && now < *deadline {
+            let wait = (*step).min(*deadline - now);
+            *step = (*step * 2).min(CONFIRM_MAX_STEP);
+            self.confirm_ts = Timespec::new()
+                .sec(wait.as_secs())
+                .nsec(wait.subsec_nanos());
+            return Next::ConfirmWait;
+        }
+        let State::Confirming { proof, .. } =
+            std::mem::replace(&mut self.state, State::HalfClosing)
+        else {
+            unreachable!()
+        };
+        let err = sys::socket_error(self.fd).ok().flatten();
+        match (empty, err) {
+            (true, None) => {
+                Stats::inc(&sh.stats.confirm_delivered);
+                if let Some(rt) = &mut self.rtrace {
+                    rt.on_confirmed();
+                }
+            }
+            (true, Some(e)) => {
+                Stats::inc(&sh.stats.confirm_failed);
+                tracing::info!(conn = self.id, "delivery not confirmed: {e}");
+            }
+            (false, _) => {
+                Stats::inc(&sh.stats.confirm_timeouts);
+                let secs = sh.config.confirm_timeout.as_secs_f64();
+                tracing::info!(
+                    conn = self.id,
+                    outq = queued.map_or(-1, |q| q as i64),
+                    "delivery not confirmed within {secs}s"
+                );
+            }
+        }
+        Next::Shutdown(proof)
+    }
+
+    /// The `--confirm delivered` poll interval, for the timer op.
+    pub fn confirm_wait(&self) -> *const Timespec {
+        &self.confirm_ts
+    }
+
+    /// The `--confirm delivered` timer fired.
+    pub fn on_confirm_tick(&mut self, sh: &Shared) -> Next {
+        if !matches!(self.state, State::Confirming { .. }) {
+            debug_assert!(false, "confirm tick outside Confirming");
+            return self.close();
+        }
+        self.confirm_check(sh)
     }
 
     /// A request starts: counted, in flight until its log line.
@@ -792,6 +947,7 @@ impl Conn {
             );
         }
         self.log_request(sh, "aborted");
+        self.finish_trace("aborted");
     }
 
     /// The request's one log line (at `info`, target `lastbyte::request`).
@@ -834,6 +990,9 @@ impl Conn {
         }
         Stats::inc(&sh.stats.half_closes);
         let buffered = (self.len - self.pos) as u64;
+        if let Some(rt) = &mut self.rtrace {
+            rt.on_half_close(buffered);
+        }
         Stats::add(&sh.stats.linger_bytes, buffered);
         self.pos = self.len;
         self.state = State::Lingering {
@@ -852,6 +1011,9 @@ impl Conn {
             return self.close();
         }
         Stats::add(&sh.stats.linger_bytes, res as u64);
+        if let Some(rt) = &mut self.rtrace {
+            rt.on_linger(res as u64);
+        }
         if let State::Lingering { bytes, .. } = &mut self.state {
             *bytes += res as u64;
         }
@@ -880,6 +1042,8 @@ impl Conn {
     }
 
     fn close(&mut self) -> Next {
+        let done = self.rtrace.as_ref().is_some_and(|t| t.drained());
+        self.finish_trace(if done { "complete" } else { "closed" });
         self.state = State::Closed;
         Next::Close
     }

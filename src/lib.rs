@@ -28,4 +28,5 @@ pub mod respond;
 pub mod route;
 pub mod server;
 pub mod stats;
+pub mod trace;
 pub mod worker;

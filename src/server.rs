@@ -76,7 +76,15 @@ pub fn run(config: Config) -> io::Result<Exit> {
         stats.clone(),
         handlers::internal_error,
     ));
-    let shared = Arc::new(Shared::new(config, stats.clone(), metrics));
+    let tracer = match &config.trace_writes {
+        Some(p) => Some(Arc::new(crate::trace::Tracer::create(p).map_err(|e| {
+            io::Error::new(e.kind(), format!("--trace-writes {}: {e}", p.display()))
+        })?)),
+        None => None,
+    };
+    let mut shared = Shared::new(config, stats.clone(), metrics);
+    shared.tracer = tracer;
+    let shared = Arc::new(shared);
     let mut wakes: Vec<OwnedFd> = Vec::new();
     let mut mailboxes = Vec::new();
     let mut threads = Vec::new();
@@ -144,6 +152,9 @@ pub fn run(config: Config) -> io::Result<Exit> {
         }
     }
     tracing::info!(?exit, "stats: {}", stats.line());
+    if let Some(t) = &shared.tracer {
+        t.flush();
+    }
     if exit == Exit::Aborted {
         // Jobs may still run on the pool; do not wait for them.
         std::mem::forget(pool);

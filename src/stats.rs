@@ -78,6 +78,12 @@ counters! {
     requests_in_flight,
     /// Gauge: image jobs waiting for a CPU thread.
     jobs_queued,
+    /// `--confirm delivered`: send queues seen empty before the half-close.
+    confirm_delivered,
+    /// `--confirm delivered`: still not empty at --confirm-timeout (half-closed anyway).
+    confirm_timeouts,
+    /// `--confirm delivered`: the queue emptied because the peer reset or left unread.
+    confirm_failed,
 }
 
 impl Stats {

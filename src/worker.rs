@@ -2,12 +2,14 @@
 //! operation each one asks for next. Every worker owns its ring and its connections; they
 //! share the listening sockets, the CPU pool and the counters.
 
-use crate::conn::{Conn, Next, Shared};
+use crate::config::Confirm;
+use crate::conn::{Conn, ConnInit, Next, Shared};
 use crate::io::ring::{Kind, Ring, Token};
 use crate::io::sys;
 use crate::pool::{Mailbox, Pool};
 use crate::server::Exit;
 use crate::stats::Stats;
+use crate::trace::Queue;
 use io_uring::types::Timespec;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -202,9 +204,12 @@ impl Worker {
                 self.arm_tick()?;
             }
             Kind::Cancel | Kind::Timer | Kind::Signal => {}
-            Kind::Recv | Kind::Send | Kind::Shutdown | Kind::Close | Kind::RecvTimeout => {
-                self.on_conn_op(t, res)?
-            }
+            Kind::Recv
+            | Kind::Send
+            | Kind::Shutdown
+            | Kind::Close
+            | Kind::RecvTimeout
+            | Kind::ConfirmTimer => self.on_conn_op(t, res)?,
         }
         Ok(None)
     }
@@ -256,7 +261,20 @@ impl Worker {
         if let Some(c) = self.shared.metrics.ring_connections.get(self.id) {
             c.fetch_add(1, Ordering::Relaxed);
         }
-        let mut conn = Conn::new(id, self.id, peer);
+        let sh = &self.shared;
+        let queue = if sh.tracer.is_some() || sh.config.confirm == Confirm::Delivered {
+            Queue::of(fd.as_raw_fd())
+        } else {
+            Queue::Other
+        };
+        let init = ConnInit {
+            ring: self.id,
+            peer,
+            fd: fd.as_raw_fd(),
+            queue,
+            tracer: sh.tracer.clone(),
+        };
+        let mut conn = Conn::new(id, init);
         if self.draining {
             conn.set_draining();
         }
@@ -310,6 +328,7 @@ impl Worker {
             }
             Kind::Send => Some(slot.conn.on_send(res, &sh)),
             Kind::Shutdown => Some(slot.conn.on_shutdown(res, &sh)),
+            Kind::ConfirmTimer => Some(slot.conn.on_confirm_tick(&sh)),
             Kind::Close | Kind::RecvTimeout => None,
             _ => unreachable!("not a connection op"),
         };
@@ -366,6 +385,13 @@ impl Worker {
                     unsafe { self.ring.send(tok(Kind::Send), slot.fd, msg)? };
                     slot.inflight += 1;
                     slot.pending = Some(Kind::Send);
+                }
+                Next::ConfirmWait => {
+                    let ts = slot.conn.confirm_wait();
+                    // SAFETY: the timespec lives in the boxed connection, freed only after
+                    // every completion for it arrived; it is not changed until this one.
+                    unsafe { self.ring.timer(tok(Kind::ConfirmTimer), ts)? };
+                    slot.inflight += 1;
                 }
                 Next::Shutdown(proof) => {
                     self.ring.shutdown(tok(Kind::Shutdown), slot.fd, proof)?;

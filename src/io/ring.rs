@@ -28,6 +28,8 @@ pub enum Kind {
     Signal,
     /// A standalone timer.
     Timer,
+    /// A connection's `--confirm delivered` poll timer.
+    ConfirmTimer,
 }
 
 impl Kind {
@@ -44,6 +46,7 @@ impl Kind {
             Wake,
             Signal,
             Timer,
+            ConfirmTimer,
         ]
         .into_iter()
         .find(|k| *k as u8 == v)

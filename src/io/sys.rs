@@ -172,6 +172,55 @@ pub fn outq(fd: RawFd) -> io::Result<usize> {
     Ok(n as usize)
 }
 
+/// TCP only: bytes in the send queue not yet sent (SIOCOUTQNSD).
+pub fn outq_unsent(fd: RawFd) -> io::Result<usize> {
+    /// `SIOCOUTQNSD` from `<linux/sockios.h>`.
+    const SIOCOUTQNSD: libc::c_ulong = 0x894B;
+    let mut n: libc::c_int = 0;
+    syscall!(libc::ioctl(fd, SIOCOUTQNSD, &mut n))?;
+    Ok(n as usize)
+}
+
+/// Takes a socket's pending error (`SO_ERROR`), if any.
+pub fn socket_error(fd: RawFd) -> io::Result<Option<io::Error>> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    syscall!(libc::getsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_ERROR,
+        (&mut v as *mut libc::c_int).cast(),
+        &mut len,
+    ))?;
+    Ok((v != 0).then(|| io::Error::from_raw_os_error(v)))
+}
+
+/// A socket's address family (`SO_DOMAIN`).
+pub fn socket_family(fd: RawFd) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    syscall!(libc::getsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_DOMAIN,
+        (&mut v as *mut libc::c_int).cast(),
+        &mut len,
+    ))?;
+    Ok(v)
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds (the clock `Instant` uses; shared by every process, so
+/// traces from two processes can be joined).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // CLOCK_MONOTONIC with a valid timespec cannot fail.
+    let _ = syscall!(libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts));
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Sockets passed by systemd socket activation (`sd_listen_fds(3)`): fds 3, 4, … when
 /// `LISTEN_PID` names this process and `LISTEN_FDS` counts them. The variables are removed so
 /// children do not inherit them. Each fd must be a listening stream socket; it is made
