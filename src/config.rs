@@ -32,6 +32,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which HTTP/1.1 front end serves the routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    /// lastbyte's own framer, ledger and io_uring loop (the product).
+    Uring,
+    /// hyper's HTTP/1 server on tokio with the same routes, handlers and pool (a comparison
+    /// baseline for benchmarks; see README, "Performance").
+    Hyper,
+}
+
 /// When a response on a closing connection is done (see `--confirm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Confirm {
@@ -60,6 +70,10 @@ pub struct ServeArgs {
     /// TCP address to listen on (e.g. 127.0.0.1:8080).
     #[arg(long, env = "LASTBYTE_TCP")]
     pub tcp: Option<SocketAddr>,
+    /// HTTP front end: `uring` (lastbyte's own) or `hyper` (hyper's HTTP/1 server on tokio,
+    /// the same routes, handlers, pool and limits; a benchmark baseline)
+    #[arg(long, env = "LASTBYTE_ENGINE", value_enum, default_value_t = Engine::Uring)]
+    pub engine: Engine,
     /// I/O rings, each on its own thread (0 = one per core).
     #[arg(long, env = "LASTBYTE_WORKERS", default_value_t = 0)]
     pub workers: usize,
@@ -231,6 +245,7 @@ pub struct Config {
     pub unix_mode: Option<u32>,
     pub unix_owner: Option<String>,
     pub tcp: Option<SocketAddr>,
+    pub engine: Engine,
     pub workers: usize,
     pub cpu_threads: usize,
     pub queue_depth: usize,
@@ -311,6 +326,7 @@ impl ServeArgs {
             unix_mode: self.unix_mode,
             unix_owner: self.unix_owner,
             tcp: self.tcp,
+            engine: self.engine,
             workers: if self.workers == 0 {
                 cores
             } else {

@@ -313,7 +313,7 @@ impl Conn {
             head_method: false,
             keep_alive: false,
         };
-        let r = Response::text(503, "too many connections").with_header("Retry-After", "1".into());
+        let r = Response::text(503, "too many connections").with_header("retry-after", "1".into());
         self.respond(r.closing(), ctx, None, sh)
     }
 
@@ -573,7 +573,7 @@ impl Conn {
             self.state = State::Body(state);
             return None;
         }
-        let mut response = self.immediate(&route, sh);
+        let mut response = immediate(&route, sh);
         let unread = reader.filter(|r| !r.is_done());
         if head.expect_continue && unread.is_some() {
             // The client waits for `100 Continue` that will not come: the body may never
@@ -583,68 +583,17 @@ impl Conn {
         Some(self.respond(response, ctx, unread, sh))
     }
 
-    /// Responses that need no body and no CPU pool.
-    fn immediate(&self, route: &Route, sh: &Shared) -> Response {
-        match route {
-            Route::Bytes(n) if *n > sh.config.bytes_cap as u64 => Response::text(
-                413,
-                &format!("/bytes is limited to {} bytes", sh.config.bytes_cap),
-            ),
-            Route::Bytes(n) => Response::new(
-                200,
-                "application/octet-stream",
-                sh.pattern().slice(..*n as usize),
-            ),
-            Route::BadBytes => Response::text(
-                400,
-                "expected /bytes/<n> with n digits and an optional K or M",
-            ),
-            Route::Healthz => Response::text(200, "ok"),
-            Route::Metrics => Response::new(
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                sh.metrics
-                    .render(&sh.stats, sh.open_connections.load(Ordering::Relaxed)),
-            ),
-            Route::Root => handlers::root_page(),
-            Route::NotFound => Response::text(404, "not found"),
-            Route::NotImplemented => Response::text(501, "method not implemented").closing(),
-            Route::MethodNotAllowed(allow) => {
-                Response::text(405, "method not allowed").with_header("Allow", allow.to_string())
-            }
-            Route::Transform | Route::Info | Route::Echo | Route::ImageUrl(_) => {
-                unreachable!("body routes are dispatched after reading the body")
-            }
-        }
-    }
-
     /// A body route's body is complete: echo it, or hand the work to the pool.
     fn dispatch(&mut self, b: BodyState, sh: &Shared) -> Next {
         let ctx = ctx_of(&b.head, self.draining);
         let body = Bytes::from(b.body);
-        let ct = b.head.content_type;
-        let work: Work = match b.route {
-            Route::Echo => {
-                let ct = ct.unwrap_or_else(|| "application/octet-stream".into());
-                return self.respond(Response::new(200, &ct, body), ctx, None, sh);
+        match body_job(b.route, b.head.content_type, b.head.accept, body, sh) {
+            BodyJob::Now(r) => self.respond(r, ctx, None, sh),
+            BodyJob::Pool(work) => {
+                self.state = State::Job(ctx);
+                Next::Job(work)
             }
-            Route::Transform => {
-                let limits = sh.config.limits.clone();
-                timed(sh, move || {
-                    handlers::transform(ct.as_deref(), body, &limits)
-                })
-            }
-            Route::Info => timed(sh, move || handlers::info(ct.as_deref(), body)),
-            Route::ImageUrl(options) => {
-                let (limits, accept) = (sh.config.limits.clone(), b.head.accept);
-                timed(sh, move || {
-                    handlers::image_url(&options, accept.as_deref(), body, &limits)
-                })
-            }
-            _ => unreachable!("only body routes are dispatched"),
-        };
-        self.state = State::Job(ctx);
-        Next::Job(work)
+        }
     }
 
     /// The pool refused the job: answer busy.
@@ -1049,6 +998,80 @@ impl Conn {
     }
 }
 
+/// Responses that need no body and no CPU pool (both engines).
+pub fn immediate(route: &Route, sh: &Shared) -> Response {
+    match route {
+        Route::Bytes(n) if *n > sh.config.bytes_cap as u64 => Response::text(
+            413,
+            &format!("/bytes is limited to {} bytes", sh.config.bytes_cap),
+        ),
+        Route::Bytes(n) => Response::new(
+            200,
+            "application/octet-stream",
+            sh.pattern().slice(..*n as usize),
+        ),
+        Route::BadBytes => Response::text(
+            400,
+            "expected /bytes/<n> with n digits and an optional K or M",
+        ),
+        Route::Healthz => Response::text(200, "ok"),
+        Route::Metrics => Response::new(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            sh.metrics
+                .render(&sh.stats, sh.open_connections.load(Ordering::Relaxed)),
+        ),
+        Route::Root => handlers::root_page(),
+        Route::NotFound => Response::text(404, "not found"),
+        Route::NotImplemented => Response::text(501, "method not implemented").closing(),
+        Route::MethodNotAllowed(allow) => {
+            Response::text(405, "method not allowed").with_header("allow", allow.to_string())
+        }
+        Route::Transform | Route::Info | Route::Echo | Route::ImageUrl(_) => {
+            unreachable!("body routes are dispatched after reading the body")
+        }
+    }
+}
+
+/// What a body route does once its body is complete (both engines).
+pub enum BodyJob {
+    /// Answer now (`/echo`).
+    Now(Response),
+    /// Run on the CPU pool.
+    Pool(Work),
+}
+
+/// The work for a body route: `content_type` and `accept` are the request's headers.
+pub fn body_job(
+    route: Route,
+    content_type: Option<String>,
+    accept: Option<String>,
+    body: Bytes,
+    sh: &Shared,
+) -> BodyJob {
+    let ct = content_type;
+    BodyJob::Pool(match route {
+        Route::Echo => {
+            let ct = ct.unwrap_or_else(|| "application/octet-stream".into());
+            return BodyJob::Now(Response::new(200, &ct, body));
+        }
+        Route::Transform => {
+            let limits = sh.config.limits.clone();
+            timed(sh, move || {
+                handlers::transform(ct.as_deref(), body, &limits)
+            })
+        }
+        Route::Info => timed(sh, move || handlers::info(ct.as_deref(), body)),
+        Route::ImageUrl(options) => {
+            let limits = sh.config.limits.clone();
+            timed(sh, move || {
+                handlers::image_url(&options, accept.as_deref(), body, &limits)
+            })
+        }
+        _ => unreachable!("only body routes are dispatched"),
+    })
+}
+
 /// The metrics/log label for a request known only by its (partial) request line.
 fn path_label(path: Option<&str>) -> &'static str {
     match path {
@@ -1067,7 +1090,7 @@ fn timed(sh: &Shared, f: impl FnOnce() -> Response + Send + 'static) -> Work {
         let output = if r.status == 200 {
             r.headers
                 .iter()
-                .find(|(k, _)| *k == "Content-Type")
+                .find(|(k, _)| *k == "content-type")
                 .map_or("unknown", |(_, v)| v.as_str())
         } else {
             "error"

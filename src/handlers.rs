@@ -40,7 +40,7 @@ pub fn image_url(options: &str, accept: Option<&str>, body: Bytes, limits: &Limi
         }) => {
             let r = Response::new(200, encoded.mime, encoded.bytes);
             if vary_accept {
-                r.with_header("Vary", "Accept".to_string())
+                r.with_header("vary", "Accept".to_string())
             } else {
                 r
             }

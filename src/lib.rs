@@ -16,8 +16,10 @@
 //! [`conn::Conn`] is the only module that joins http, image and io. CPU-heavy work runs on
 //! [`pool::Pool`], never on the ring thread.
 
+pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod engine_hyper;
 pub mod handlers;
 pub mod http;
 pub mod image;

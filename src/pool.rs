@@ -14,10 +14,12 @@ use std::thread::JoinHandle;
 /// Work for the pool; returns the response to send.
 pub type Work = Box<dyn FnOnce() -> Response + Send>;
 
+/// Where a finished job's response goes.
+pub type Reply = Box<dyn FnOnce(Response) + Send>;
+
 struct Task {
-    key: u64,
     work: Work,
-    mailbox: Arc<Mailbox>,
+    reply: Reply,
     /// The client's socket, open until the response is posted (its connection waits for it):
     /// a job whose client has gone is not run.
     peer: Option<RawFd>,
@@ -92,7 +94,7 @@ impl Pool {
                             Stats::dec(&stats.jobs_queued);
                             if task.peer.is_some_and(sys::peer_gone) {
                                 Stats::inc(&stats.jobs_cancelled);
-                                task.mailbox.post(task.key, cancelled());
+                                (task.reply)(cancelled());
                                 continue;
                             }
                             Stats::inc(&stats.jobs);
@@ -101,7 +103,7 @@ impl Pool {
                                     Stats::inc(&stats.jobs_panicked);
                                     on_panic()
                                 });
-                            task.mailbox.post(task.key, r);
+                            (task.reply)(r);
                         }
                     })
                     .expect("spawn CPU pool thread")
@@ -122,12 +124,18 @@ impl Pool {
         work: Work,
         peer: Option<RawFd>,
     ) -> Result<(), Busy> {
-        let task = Task {
-            key,
-            work,
-            mailbox: mailbox.clone(),
-            peer,
-        };
+        let mailbox = mailbox.clone();
+        self.try_submit_with(work, peer, Box::new(move |r| mailbox.post(key, r)))
+    }
+
+    /// Queues `work`; `reply` gets its response (on a pool thread).
+    pub fn try_submit_with(
+        &self,
+        work: Work,
+        peer: Option<RawFd>,
+        reply: Reply,
+    ) -> Result<(), Busy> {
+        let task = Task { work, reply, peer };
         // Counted before the send so a fast worker never decrements below zero.
         Stats::inc(&self.stats.jobs_queued);
         match self.tx.as_ref().map(|tx| tx.try_send(task)) {

@@ -22,7 +22,7 @@ impl Response {
     pub fn new(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response {
         Response {
             status,
-            headers: vec![("Content-Type", content_type.to_string())],
+            headers: vec![("content-type", content_type.to_string())],
             body: body.into(),
             close: false,
             code: 0,
@@ -40,7 +40,7 @@ impl Response {
         r.headers
             .push(("cf-images-binding", format!("err={}", e.code.number())));
         if e.code == Code::Busy {
-            r.headers.push(("Retry-After", "1".to_string()));
+            r.headers.push(("retry-after", "1".to_string()));
         }
         r.code = e.code.number();
         r
@@ -56,7 +56,7 @@ impl Response {
         self
     }
 
-    /// Head bytes for this response; `close` adds `Connection: close`.
+    /// Head bytes for this response; `close` adds `connection: close`.
     pub fn head(&self, close: bool) -> Vec<u8> {
         let headers: Vec<(&str, &str)> =
             self.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -87,7 +87,7 @@ pub fn as_binding(r: Response) -> Response {
     b.status = r.status;
     b.close = r.close;
     b.headers
-        .extend(r.headers.into_iter().filter(|(k, _)| *k != "Content-Type"));
+        .extend(r.headers.into_iter().filter(|(k, _)| *k != "content-type"));
     b
 }
 

@@ -39,16 +39,7 @@ pub fn run(config: Config) -> io::Result<Exit> {
     let sig = sys::signalfd_for_shutdown()?;
     let workers = config.workers;
     // Sockets from systemd socket activation are shared by every ring, like the Unix one.
-    let mut listeners: Vec<Listener> = sys::listen_fds()?
-        .into_iter()
-        .map(Listener::inherited)
-        .collect();
-    if let Some(p) = &config.unix {
-        let l = Listener::bind_unix(p)?;
-        l.set_unix_access(config.unix_mode, config.unix_owner.as_deref())
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
-        listeners.push(l);
-    }
+    let listeners = shared_listeners(&config)?;
     if listeners.is_empty() && config.tcp.is_none() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -163,4 +154,20 @@ pub fn run(config: Config) -> io::Result<Exit> {
     drop(waiter); // still blocked on the signalfd; the process exits without it
     drop(wakes);
     Ok(exit)
+}
+
+/// The listeners every ring (or the hyper engine's accept loops) shares: sockets passed by
+/// systemd socket activation, then the `--unix` socket, bound with its access settings.
+pub fn shared_listeners(config: &Config) -> io::Result<Vec<Listener>> {
+    let mut listeners: Vec<Listener> = sys::listen_fds()?
+        .into_iter()
+        .map(Listener::inherited)
+        .collect();
+    if let Some(p) = &config.unix {
+        let l = Listener::bind_unix(p)?;
+        l.set_unix_access(config.unix_mode, config.unix_owner.as_deref())
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+        listeners.push(l);
+    }
+    Ok(listeners)
 }

@@ -106,6 +106,7 @@ impl Worker {
                     self.reset_live();
                     return Ok(exit);
                 }
+                self.ring.flush()?;
             }
         }
     }

@@ -36,7 +36,7 @@ pub enum Method {
 }
 
 impl Method {
-    fn from_token(m: &str) -> Method {
+    pub fn from_token(m: &str) -> Method {
         match m {
             "GET" => Method::Get,
             "HEAD" => Method::Head,

@@ -131,6 +131,14 @@ impl Listener {
         Ok(())
     }
 
+    /// A second descriptor for the same listening socket (for another event loop).
+    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        match self {
+            Listener::Unix { sock, .. } => Ok(sock.try_clone()?.into()),
+            Listener::Tcp { sock, .. } | Listener::Inherited { sock, .. } => sock.try_clone(),
+        }
+    }
+
     pub fn fd(&self) -> RawFd {
         match self {
             Listener::Unix { sock, .. } => sock.as_raw_fd(),

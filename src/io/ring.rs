@@ -88,10 +88,16 @@ pub struct Ring {
 }
 
 impl Ring {
+    /// A ring for the calling thread alone: completions are processed only when this thread
+    /// waits (`DEFER_TASKRUN` + `SINGLE_ISSUER`, Linux 6.1), so the kernel does not interrupt
+    /// it to run them; on older kernels a plain ring.
     pub fn new(entries: u32) -> io::Result<Ring> {
-        Ok(Ring {
-            ring: IoUring::new(entries)?,
-        })
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(entries)
+            .or_else(|_| IoUring::new(entries))?;
+        Ok(Ring { ring })
     }
 
     fn push(&mut self, sqe: squeue::Entry) -> io::Result<()> {
@@ -206,6 +212,20 @@ impl Ring {
     pub unsafe fn timer(&mut self, t: Token, ts: *const types::Timespec) -> io::Result<()> {
         let sqe = opcode::Timeout::new(ts).build().user_data(t.encode());
         self.push(sqe)
+    }
+
+    /// Hands what is queued to the kernel now, without waiting. The worker calls it after
+    /// each completion it handles, so a response goes out as soon as it is ready rather than
+    /// after the whole batch: the client starts on it while the ring works on the rest.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.ring.submission().is_empty() {
+            return Ok(());
+        }
+        match self.ring.submit() {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Submits what is queued and waits for at least one completion; returns them all as
