@@ -39,7 +39,7 @@ static MAIN_LOCK: &str = include_str!("../Cargo.lock");
 static REPRO_LOCK: &str = include_str!("hyper110/Cargo.lock");
 
 const SERVER_WAIT: Duration = Duration::from_secs(20);
-const CHART: (u32, u32) = (1100, 540);
+const CHART: (u32, u32) = (1100, 820);
 const BOUNDARY: &str = "enginebench-boundary-7d1c3f";
 
 #[derive(Parser, Debug, Clone)]
@@ -718,7 +718,8 @@ fn main() {
     };
     // SAFETY: sysconf has no preconditions.
     let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
-    if a.server_cpu >= cores || a.client_cpu >= cores || a.server_cpu == a.client_cpu {
+    if a.server_cpu >= cores || a.client_cpu >= cores || (a.server_cpu == a.client_cpu && cores > 1)
+    {
         eprintln!(
             "enginebench: --server-cpu and --client-cpu must be two different cores below {cores}"
         );
@@ -757,7 +758,10 @@ fn run(a: &Args) -> io::Result<()> {
     if exe_dir.file_name().is_some_and(|n| n != "release") {
         eprintln!("enginebench: warning: not a release build; the figures compare debug builds");
     }
-    ensure_h2load()?;
+    let load = ["1k", "1k-pipe", "2m", "transform"];
+    if load.iter().any(|w| a.wants(w)) {
+        ensure_h2load()?;
+    }
     let hyper110 = ensure_hyper110(a, &exe_dir)?;
     std::fs::create_dir_all(&a.out)?;
     let work = std::env::temp_dir().join(format!("enginebench-{}", std::process::id()));
@@ -1058,6 +1062,27 @@ fn run(a: &Args) -> io::Result<()> {
         "lastbyte vs {hl}: how many times better (> 1: lastbyte better), medians of {} rounds",
         a.rounds
     );
+    let mut trunc_bars: Vec<Bar> = Vec::new();
+    for kind in [TruncKind::UnixDeclared, TruncKind::TcpUpload] {
+        for e in engines {
+            let Some(v) = truncs.get(&(kind, e)) else {
+                continue;
+            };
+            let t: u64 = v.iter().map(|t| t.truncated).sum();
+            let of: u64 = v.iter().map(|t| t.of).sum::<u64>().max(1);
+            let color = if t > 0 { RED.mix(0.7) } else { GREEN.mix(0.7) };
+            let short = match kind {
+                TruncKind::UnixDeclared => "Unix, declared body",
+                TruncKind::TcpUpload => "TCP, unread upload",
+            };
+            trunc_bars.push((
+                format!("{short}: {}", e.label()),
+                t as f64 * 100.0 / of as f64,
+                color,
+                format!("{t} of {of}"),
+            ));
+        }
+    }
     let png = a.out.join("ratios.png");
     let svg = a.out.join("ratios.svg");
     let (w, h) = CHART;
@@ -1066,6 +1091,7 @@ fn run(a: &Args) -> io::Result<()> {
         BitMapBackend::with_buffer(&mut pixels, CHART).into_drawing_area(),
         &title,
         &metrics,
+        &trunc_bars,
     )
     .map_err(|e| io::Error::other(format!("chart: {e}")))?;
     image::RgbImage::from_raw(w, h, pixels)
@@ -1076,6 +1102,7 @@ fn run(a: &Args) -> io::Result<()> {
         SVGBackend::new(&svg, CHART).into_drawing_area(),
         &title,
         &metrics,
+        &trunc_bars,
     )
     .map_err(|e| io::Error::other(format!("chart: {e}")))?;
     println!(
@@ -1090,29 +1117,84 @@ fn run(a: &Args) -> io::Result<()> {
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
-/// Horizontal bars: lastbyte's advantage per metric, with the parity line at 1.
+/// One horizontal bar: label, length, colour, the text at its end.
+type Bar = (String, f64, RGBAColor, String);
+
+/// The advantage bars (parity line at 1) and, below them when measured, the truncation bars.
 fn chart<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
     metrics: &[Metric],
+    truncs: &[Bar],
 ) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE)?;
-    let n = metrics.len();
-    let xmax = metrics
+    let bars: Vec<Bar> = metrics
         .iter()
-        .map(Metric::advantage)
-        .filter(|x| x.is_finite())
-        .fold(1.5f64, f64::max)
-        * 1.15;
-    let labels: Vec<String> = metrics
-        .iter()
-        .map(|m| format!("{}: {}", m.short, m.name))
+        .map(|m| {
+            let adv = if m.advantage().is_finite() {
+                m.advantage()
+            } else {
+                0.0
+            };
+            let color = if adv >= 1.0 {
+                GREEN.mix(0.7)
+            } else {
+                RED.mix(0.7)
+            };
+            (
+                format!("{}: {}", m.short, m.name),
+                adv,
+                color,
+                format!("{adv:.2}×"),
+            )
+        })
         .collect();
-    let mut ch = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 17))
+    let xmax = bars.iter().map(|b| b.1).fold(1.5f64, f64::max) * 1.15;
+    let (top, bottom) = if truncs.is_empty() {
+        (root.clone(), None)
+    } else {
+        let (t, b) = root.split_vertically(CHART.1 * 62 / 100);
+        (t, Some(b))
+    };
+    hbars(
+        &top,
+        title,
+        &bars,
+        xmax,
+        "times better than hyper (higher-is-better metrics: lastbyte / hyper; lower-is-better: hyper / lastbyte)",
+        Some(1.0),
+    )?;
+    if let Some(b) = bottom {
+        hbars(
+            &b,
+            "Responses cut short (slowread, Connection: close, slow reader)",
+            truncs,
+            115.0,
+            "% of responses truncated",
+            None,
+        )?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+fn hbars<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    bars: &[Bar],
+    xmax: f64,
+    x_desc: &str,
+    parity: Option<f64>,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let n = bars.len();
+    let mut ch = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 17))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(330)
@@ -1123,43 +1205,33 @@ where
         .light_line_style(WHITE)
         .y_labels(n * 2 + 1)
         .y_label_formatter(&|y| {
-            let f = y.fract();
             let i = y.floor() as usize;
-            if (f - 0.5).abs() < 0.01 && i < labels.len() {
-                labels[n - 1 - i].clone()
+            if (y.fract() - 0.5).abs() < 0.01 && i < n {
+                bars[n - 1 - i].0.clone()
             } else {
                 String::new()
             }
         })
-        .x_desc("times better than hyper (higher-is-better metrics: lastbyte / hyper; lower-is-better: hyper / lastbyte)")
+        .x_desc(x_desc)
         .label_style(("sans-serif", 12))
         .draw()?;
-    ch.draw_series(metrics.iter().enumerate().map(|(i, m)| {
+    ch.draw_series(bars.iter().enumerate().map(|(i, b)| {
         let y = (n - 1 - i) as f64;
-        let adv = if m.advantage().is_finite() {
-            m.advantage()
-        } else {
-            0.0
-        };
-        let color = if adv >= 1.0 {
-            GREEN.mix(0.7)
-        } else {
-            RED.mix(0.7)
-        };
-        Rectangle::new([(0.0, y + 0.15), (adv, y + 0.85)], color.filled())
+        Rectangle::new([(0.0, y + 0.15), (b.1, y + 0.85)], b.2.filled())
     }))?;
-    ch.draw_series(metrics.iter().enumerate().map(|(i, m)| {
+    ch.draw_series(bars.iter().enumerate().map(|(i, b)| {
         let y = (n - 1 - i) as f64;
         Text::new(
-            format!("{:.2}×", m.advantage()),
-            (m.advantage().max(0.0) + xmax * 0.01, y + 0.65),
+            b.3.clone(),
+            (b.1.max(0.0) + xmax * 0.01, y + 0.65),
             ("sans-serif", 12),
         )
     }))?;
-    ch.draw_series(std::iter::once(PathElement::new(
-        vec![(1.0, 0.0), (1.0, n as f64)],
-        BLACK.stroke_width(2),
-    )))?;
-    root.present()?;
+    if let Some(x) = parity {
+        ch.draw_series(std::iter::once(PathElement::new(
+            vec![(x, 0.0), (x, n as f64)],
+            BLACK.stroke_width(2),
+        )))?;
+    }
     Ok(())
 }

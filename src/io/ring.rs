@@ -85,6 +85,8 @@ impl Token {
 
 pub struct Ring {
     ring: IoUring,
+    /// A send is queued but not yet handed to the kernel.
+    send_queued: bool,
 }
 
 impl Ring {
@@ -97,7 +99,10 @@ impl Ring {
             .setup_defer_taskrun()
             .build(entries)
             .or_else(|_| IoUring::new(entries))?;
-        Ok(Ring { ring })
+        Ok(Ring {
+            ring,
+            send_queued: false,
+        })
     }
 
     fn push(&mut self, sqe: squeue::Entry) -> io::Result<()> {
@@ -167,6 +172,7 @@ impl Ring {
                 .flags(libc::MSG_NOSIGNAL as u32)
                 .build()
         };
+        self.send_queued = true;
         self.push(sqe.user_data(t.encode()))
     }
 
@@ -214,11 +220,12 @@ impl Ring {
         self.push(sqe)
     }
 
-    /// Hands what is queued to the kernel now, without waiting. The worker calls it after
-    /// each completion it handles, so a response goes out as soon as it is ready rather than
-    /// after the whole batch: the client starts on it while the ring works on the rest.
+    /// Hands a queued send (and whatever is queued with it) to the kernel now, without
+    /// waiting. The worker calls it after each completion it handles, so a response goes out
+    /// as soon as it is ready rather than after the whole batch: the client starts on it while
+    /// the ring works on the rest. Other operations (receives, timers) wait for [`Ring::wait`].
     pub fn flush(&mut self) -> io::Result<()> {
-        if self.ring.submission().is_empty() {
+        if !std::mem::take(&mut self.send_queued) {
             return Ok(());
         }
         match self.ring.submit() {
@@ -231,6 +238,7 @@ impl Ring {
     /// Submits what is queued and waits for at least one completion; returns them all as
     /// `(user_data, result)`.
     pub fn wait(&mut self, out: &mut Vec<(u64, i32)>) -> io::Result<()> {
+        self.send_queued = false;
         match self.ring.submit_and_wait(1) {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
