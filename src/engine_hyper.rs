@@ -10,7 +10,11 @@
 //! would spell differently is passed as hyper's `ReasonPhrase`.
 //!
 //! What it does not share is exactly what is being compared: the framer, the write path and the
-//! close. Framing errors hyper detects itself are answered by hyper.
+//! close. Framing errors hyper detects itself are answered by hyper, with hyper's own rules
+//! and limits (its ~400 KB read buffer instead of `--max-head`, its validation of `Host`,
+//! `Expect` and `Transfer-Encoding`); `--header-timeout` is passed as hyper's
+//! `header_read_timeout`; the other timers, `--trace-writes` and the write counters
+//! (`responses_complete`, `bytes_sent`, `sends`) are the io_uring engine's alone.
 
 use crate::config::Config;
 use crate::conn::{self, BodyJob, Shared};
@@ -34,7 +38,7 @@ use hyper::header::{HeaderName, HeaderValue, CONNECTION};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, StatusCode, Version};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::io;
@@ -203,8 +207,12 @@ where
     }
     let c = ctx.clone();
     let svc = service_fn(move |req| handle(req, c.clone(), refused));
+    // The one setting beyond half_close is the same head deadline as the io_uring engine's
+    // (hyper has none without a timer); everything else is hyper's default.
     let conn = http1::Builder::new()
         .half_close(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(sh.config.header_timeout)
         .serve_connection(TokioIo::new(s), svc);
     let fut = graceful.watch(conn);
     let shared = ctx.shared.clone();

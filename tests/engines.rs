@@ -208,3 +208,27 @@ fn hyper_engine_drains_on_sigterm() {
         "{stats:?}"
     );
 }
+
+#[test]
+fn hyper_engine_applies_the_head_deadline() {
+    let s = Server::start(&["--engine", "hyper", "--header-timeout", "1"]);
+    let mut c = s.connect();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let mut rest = Vec::new();
+    // hyper closes the connection without a response when the head is late.
+    let r = c.read_to_end(&mut rest);
+    let waited = t0.elapsed();
+    assert!(r.is_ok(), "{r:?}");
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+    // A prompt client is still served.
+    let mut c = s.connect();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut c).text(), "ok\n");
+}

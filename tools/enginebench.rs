@@ -828,7 +828,7 @@ fn run(a: &Args) -> io::Result<()> {
         servers.insert(e, Server::start(e, bin, a.server_cpu)?);
     }
     println!(
-        "enginebench: {} rounds x {} s per run; servers on cpu {}, clients on cpu {}",
+        "enginebench: {} round(s) x {} s per run; servers on cpu {}, clients on cpu {}",
         a.rounds, a.duration, a.server_cpu, a.client_cpu
     );
     let mut csv = String::from(
@@ -1024,7 +1024,7 @@ fn run(a: &Args) -> io::Result<()> {
     if a.wants("truncation") {
         let _ = writeln!(
             md,
-            "\nTruncated responses (slowread, `Connection: close`, up to 64 KiB per read with 1 ms before each; {} requests x {} rounds per cell):\n\n| workload | lastbyte | {hl} | {} |\n|---|---:|---:|---:|",
+            "\nTruncated responses (slowread, `Connection: close`, up to 64 KiB per read with 1 ms before each; {} requests x {} round(s) per cell):\n\n| workload | lastbyte | {hl} | {} |\n|---|---:|---:|---:|",
             a.trunc_requests,
             a.rounds,
             Engine::Hyper110.label()
@@ -1059,7 +1059,7 @@ fn run(a: &Args) -> io::Result<()> {
     std::fs::write(a.out.join("enginebench.md"), &md)?;
     std::fs::write(a.out.join("runs.csv"), &csv)?;
     let title = format!(
-        "lastbyte vs {hl}: how many times better (> 1: lastbyte better), medians of {} rounds",
+        "lastbyte vs {hl}: how many times better (> 1: lastbyte better), medians of {} round(s)",
         a.rounds
     );
     let mut trunc_bars: Vec<Bar> = Vec::new();
