@@ -554,10 +554,13 @@ impl Conn {
         };
         if route.needs_body() {
             let reader = reader.unwrap_or_else(|| BodyReader::length(0, 0).expect("empty body"));
+            // Reserve for what is declared only up to 256 KiB: a declared length is a
+            // promise, not bytes; the buffer grows as the body actually arrives (thousands of
+            // clients declaring 16 MiB and sending 3 bytes must not reserve 16 MiB each).
             let cap = reader
                 .remaining_declared()
                 .unwrap_or(64 * 1024)
-                .min(16 << 20) as usize;
+                .min(256 << 10) as usize;
             let state = Box::new(BodyState {
                 head,
                 route,

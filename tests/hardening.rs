@@ -342,3 +342,33 @@ fn request_pipelined_after_close_is_not_served_and_response_arrives_whole_over_t
     let (_, st) = s.stop();
     assert_eq!(st["requests"], 1, "the pipelined request was not served");
 }
+
+#[test]
+fn declared_but_unsent_bodies_reserve_no_memory_up_front() {
+    let vm_kib = |pid: i32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmSize:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    };
+    let s = Server::start(&["--max-body", "16777216"]);
+    let before = vm_kib(s.pid());
+    // 300 clients each declare a 16 MiB upload and send 3 bytes of it.
+    let mut conns = Vec::new();
+    for _ in 0..300 {
+        let mut c = s.connect();
+        c.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 16777216\r\n\r\nabc")
+            .unwrap();
+        conns.push(c);
+    }
+    // Served meanwhile: the requests above are all read.
+    let r = roundtrip(&s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let grown = vm_kib(s.pid()).saturating_sub(before);
+    // 300 x 16 MiB would be 4.7 GiB of address space; 256 KiB each is 75 MiB.
+    assert!(grown < 512 * 1024, "address space grew by {grown} KiB");
+    drop(conns);
+}
