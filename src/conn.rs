@@ -888,6 +888,19 @@ impl Conn {
 
     /// The shutdown deadline passed with this connection still open: a response it owed is
     /// counted as failed and logged, with the bytes confirmed against the bytes owed.
+    /// At the shutdown deadline: whether the connection is mid-exchange — a request being
+    /// read or run, or a response with bytes still owed — and is therefore reset. Otherwise
+    /// every response it carried is whole in the kernel (waiting for a keep-alive request,
+    /// discarding a body, confirming, half-closed, lingering) and a plain close lets the
+    /// kernel still deliver it.
+    pub fn mid_exchange(&self) -> bool {
+        match &self.state {
+            State::Body(_) | State::Job(_) => true,
+            State::Writing(_) => self.ledger.owed() > 0,
+            _ => false,
+        }
+    }
+
     pub fn abort(&mut self, sh: &Shared) {
         if matches!(self.state, State::Writing(_)) && self.ledger.owed() > 0 {
             Stats::inc(&sh.stats.responses_failed);

@@ -111,14 +111,21 @@ impl Worker {
         }
     }
 
-    /// Aborting: every connection still open is set to reset when the process exits
+    /// Aborting: every connection mid-exchange is set to reset when the process exits
     /// (SO_LINGER 0), so a TCP peer sees ECONNRESET rather than a FIN that could pass for
     /// the end of a response. (AF_UNIX has no reset: the peer sees EOF short of the
-    /// `Content-Length` every response carries.)
+    /// `Content-Length` every response carries.) A connection whose responses are all whole
+    /// in the kernel is closed plainly, after dropping unread input (≤ `--linger-max`), so
+    /// the kernel still delivers what the client has not read yet.
     fn reset_live(&mut self) {
         for s in self.slots.iter_mut().flatten() {
+            let mid = s.conn.mid_exchange();
             s.conn.abort(&self.shared);
-            let _ = sys::set_linger_zero(s.fd);
+            if mid {
+                let _ = sys::set_linger_zero(s.fd);
+            } else {
+                sys::discard_pending_input(s.fd, self.shared.config.linger_max);
+            }
         }
     }
 

@@ -222,6 +222,27 @@ fn shutdown_deadline_aborts_are_counted_and_never_clean() {
 }
 
 #[test]
+fn responses_whole_in_the_kernel_survive_the_deadline() {
+    // 2 MiB fits in TCP loopback's buffers (~4 MiB): the ledger drains at once and the
+    // connection lingers, its response unread, when the deadline aborts the drain. It is closed
+    // plainly, not reset, so the kernel still delivers every byte after the process is gone.
+    let s = Server::start_tcp(&["--shutdown-timeout", "1", "--linger-timeout", "30"]);
+    let mut c = std::net::TcpStream::connect(s.tcp.unwrap()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    c.write_all(b"GET /bytes/2M HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    s.signal(libc::SIGTERM);
+    let (code, stats) = s.wait();
+    assert_eq!(code, 3, "the lingering connection outlived the deadline");
+    let r = read_response(&mut c);
+    assert_eq!(r.body.len(), 2 << 20);
+    assert_eq!(pattern_mismatch(&r.body), None);
+    assert_eq!(stats["responses_complete"], 1);
+    assert_eq!(stats["responses_failed"], 0);
+}
+
+#[test]
 fn tcp_aborts_reset_the_connection() {
     let s = Server::start_tcp(&["--shutdown-timeout", "1", "--send-buffer", "65536"]);
     let addr = s.tcp.unwrap();

@@ -172,6 +172,26 @@ pub fn outq(fd: RawFd) -> io::Result<usize> {
     Ok(n as usize)
 }
 
+/// Reads and drops what is already in the receive queue, without blocking, up to `max` bytes;
+/// returns the bytes dropped. Used before a plain close so unread input does not turn it into a
+/// TCP reset that would destroy the response still queued for the peer.
+pub fn discard_pending_input(fd: RawFd, max: u64) -> u64 {
+    let mut buf = [0u8; 16 * 1024];
+    let mut total = 0u64;
+    while total < max {
+        match syscall!(libc::recv(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT
+        )) {
+            Ok(n) if n > 0 => total += n as u64,
+            _ => break,
+        }
+    }
+    total
+}
+
 /// TCP only: bytes in the send queue not yet sent (SIOCOUTQNSD).
 pub fn outq_unsent(fd: RawFd) -> io::Result<usize> {
     /// `SIOCOUTQNSD` from `<linux/sockios.h>`.
