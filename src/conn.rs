@@ -554,13 +554,15 @@ impl Conn {
         };
         if route.needs_body() {
             let reader = reader.unwrap_or_else(|| BodyReader::length(0, 0).expect("empty body"));
-            // Reserve for what is declared only up to 256 KiB: a declared length is a
-            // promise, not bytes; the buffer grows as the body actually arrives (thousands of
-            // clients declaring 16 MiB and sending 3 bytes must not reserve 16 MiB each).
+            // Reserve for what is declared only up to 16 KiB: a declared length is a promise,
+            // not bytes; the buffer grows (doubling) as the body actually arrives. Thousands of
+            // clients declaring 16 MiB and sending 3 bytes must not reserve 16 MiB each, and
+            // larger up-front reservations left the heap fragmented (RSS crept from 69 to
+            // 227 MB over rounds of 3,000 such clients at 64 KiB; ~110 MB at 16 KiB).
             let cap = reader
                 .remaining_declared()
                 .unwrap_or(64 * 1024)
-                .min(256 << 10) as usize;
+                .min(16 << 10) as usize;
             let state = Box::new(BodyState {
                 head,
                 route,

@@ -368,7 +368,7 @@ fn declared_but_unsent_bodies_reserve_no_memory_up_front() {
     assert_eq!(r.status, 200);
     std::thread::sleep(Duration::from_millis(200));
     let grown = vm_kib(s.pid()).saturating_sub(before);
-    // 300 x 16 MiB would be 4.7 GiB of address space; 256 KiB each is 75 MiB.
+    // 300 x 16 MiB would be 4.7 GiB of address space.
     assert!(grown < 512 * 1024, "address space grew by {grown} KiB");
     drop(conns);
 }
