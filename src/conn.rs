@@ -79,6 +79,17 @@ impl Shared {
         self.draining.load(Ordering::SeqCst)
     }
 
+    /// The response as it will be sent, counted: the binding form on binding routes, error
+    /// responses and the per-route series. Both engines answer through it.
+    pub fn finish_response(&self, r: Response, binding: bool, route: &'static str) -> Response {
+        let r = if binding { respond::as_binding(r) } else { r };
+        if r.status >= 400 {
+            Stats::inc(&self.stats.error_responses);
+        }
+        self.metrics.count_response(route, r.status, r.code);
+        r
+    }
+
     pub fn start_aborting(&self) {
         self.aborting.store(true, Ordering::SeqCst);
     }
@@ -627,23 +638,12 @@ impl Conn {
         unread: Option<BodyReader>,
         sh: &Shared,
     ) -> Next {
-        let r = if self.binding {
-            respond::as_binding(r)
-        } else {
-            r
-        };
-        if r.status >= 400 {
-            Stats::inc(&sh.stats.error_responses);
+        let route = self.req.as_ref().map_or("other", |req| req.route);
+        let r = sh.finish_response(r, self.binding, route);
+        if let Some(req) = &mut self.req {
+            req.status = r.status;
+            req.code = r.code;
         }
-        let route = match &mut self.req {
-            Some(req) => {
-                req.status = r.status;
-                req.code = r.code;
-                req.route
-            }
-            None => "other",
-        };
-        sh.metrics.count_response(route, r.status, r.code);
         // An unread body is discarded to keep the connection only when it is small and its
         // size is known or bounded; otherwise the connection closes (with a lingering close).
         let discard_ok = unread.as_ref().is_none_or(|u| {

@@ -265,15 +265,7 @@ async fn handle(
     } else {
         conn::immediate(&route, sh)
     };
-    let r = if respond::is_binding_path(&path) {
-        respond::as_binding(r)
-    } else {
-        r
-    };
-    if r.status >= 400 {
-        Stats::inc(&sh.stats.error_responses);
-    }
-    sh.metrics.count_response(label, r.status, r.code);
+    let r = sh.finish_response(r, respond::is_binding_path(&path), label);
     Stats::dec(&sh.stats.requests_in_flight);
     tracing::info!(
         target: "lastbyte::request",

@@ -167,16 +167,7 @@ fn both_engines_answer_with_the_same_bytes() {
 #[test]
 fn hyper_engine_keeps_alive_and_pipelines_in_order() {
     let s = Server::start(&["--engine", "hyper"]);
-    let mut c = s.connect();
-    c.write_all(b"GET /bytes/5 HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /bytes/1K HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut carry = Vec::new();
-    let a = read_response_paced(&mut c, &mut carry, Pace::FAST).unwrap();
-    let b = read_response_paced(&mut c, &mut carry, Pace::FAST).unwrap();
-    let d = read_response_paced(&mut c, &mut carry, Pace::FAST).unwrap();
-    assert_eq!(a.body, [0, 0, 0, 0, 1]);
-    assert_eq!(b.text(), "ok\n");
-    assert_eq!(pattern_mismatch(&d.body), None);
-    assert_eq!(d.body.len(), 1024);
+    check_pipelined_in_order(&s);
 }
 
 #[test]

@@ -16,12 +16,15 @@
 //! `--preset readme` runs the scenario set of the README section "What the kernel does with
 //! your bytes" into `--out` and writes `summary.md` there.
 
+#[path = "launch.rs"]
+mod launch;
+
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use plotters::prelude::*;
 use serde_json::Value;
 use std::fmt::Write as _;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -31,12 +34,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The bundled font (DejaVu Sans, Latin-1 subset) for chart text.
-static FONT: &[u8] = include_bytes!("../src/image/fonts/DejaVuSans-Latin1.ttf");
 /// Chart size in pixels.
 const CHART: (u32, u32) = (1100, 960);
-/// Longest wait for the server to start or to exit.
-const SERVER_WAIT: Duration = Duration::from_secs(30);
 /// Read timeout of the client socket: a stalled response fails the run instead of hanging.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on the client's samples and read events kept per scenario.
@@ -180,43 +179,10 @@ impl Server {
         }
         cmd.args(&a.server_args)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("start {}: {e}", bin.display())))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        // The server prints one `lastbyte listening on …` line per listener once it listens.
         let want = if a.transport == Transport::Tcp { 2 } else { 1 };
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut tcp = None;
-        let deadline = Instant::now() + SERVER_WAIT;
-        let mut seen = 0;
-        while seen < want {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("lastbyte listening on ") {
-                        seen += 1;
-                        if let Some(addr) = rest.strip_prefix("tcp:") {
-                            tcp = Some(addr.to_string());
-                        }
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(io::Error::other("the server did not start listening"));
-                }
-            }
-        }
+        let (child, tcp) = launch::spawn_listening(&mut cmd, want)
+            .map_err(|e| io::Error::new(e.kind(), format!("start {}: {e}", bin.display())))?;
         Ok(Server {
             child,
             dir,
@@ -228,15 +194,8 @@ impl Server {
 
     /// SIGTERM, bounded wait, then the trace's text.
     fn stop(mut self) -> io::Result<String> {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + SERVER_WAIT;
-        while self.child.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                return Err(io::Error::other("the server did not exit after SIGTERM"));
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if !launch::terminate(&mut self.child) {
+            return Err(io::Error::other("the server did not exit after SIGTERM"));
         }
         std::fs::read_to_string(&self.trace)
     }
@@ -1209,8 +1168,7 @@ fn main() {
         eprintln!("bufprobe: {e}");
         std::process::exit(2);
     }
-    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
-        .unwrap_or_else(|_| panic!("the bundled font is a valid TrueType font"));
+    launch::register_font();
     let bin = a.server.clone().unwrap_or_else(|| {
         std::env::current_exe()
             .ok()

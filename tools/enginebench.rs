@@ -18,12 +18,14 @@
 //! `<out>/ratios.png|svg` (the chart), and prints the table. Exit 0 when every run completed
 //! (targets missed are reported, not failed), 1 when a run could not be made, 2 on usage errors.
 
+#[path = "launch.rs"]
+mod launch;
+
 use clap::Parser;
 use plotters::prelude::*;
-use plotters::style::FontStyle;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -32,13 +34,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The bundled font (DejaVu Sans, Latin-1 subset) for chart text.
-static FONT: &[u8] = include_bytes!("../src/image/fonts/DejaVuSans-Latin1.ttf");
 /// The lock files that pin each build's hyper; the table names the versions they hold.
 static MAIN_LOCK: &str = include_str!("../Cargo.lock");
 static REPRO_LOCK: &str = include_str!("hyper110/Cargo.lock");
 
-const SERVER_WAIT: Duration = Duration::from_secs(20);
 const CHART: (u32, u32) = (1100, 820);
 const BOUNDARY: &str = "enginebench-boundary-7d1c3f";
 
@@ -206,43 +205,10 @@ impl Server {
                 "hyper"
             })
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
             .stderr(Stdio::null());
         pin(&mut cmd, cpu);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("start {}: {e}", bin.display())))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + SERVER_WAIT;
-        let (mut seen, mut tcp) = (0, None);
-        while seen < 2 {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("lastbyte listening on ") {
-                        seen += 1;
-                        if let Some(a) = rest.strip_prefix("tcp:") {
-                            tcp = Some(a.to_string());
-                        }
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(io::Error::other(format!(
-                        "{} did not start listening",
-                        bin.display()
-                    )));
-                }
-            }
-        }
+        let (child, tcp) = launch::spawn_listening(&mut cmd, 2)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", bin.display())))?;
         Ok(Server {
             child,
             dir,
@@ -258,17 +224,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + SERVER_WAIT;
-        while let Ok(None) = self.child.try_wait() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        launch::terminate(&mut self.child);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -735,8 +691,7 @@ fn main() {
 }
 
 fn run(a: &Args) -> io::Result<()> {
-    plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
-        .unwrap_or_else(|_| panic!("the bundled font is a valid TrueType font"));
+    launch::register_font();
     let exe = std::env::current_exe()?;
     let exe_dir = exe
         .parent()

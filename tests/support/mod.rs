@@ -453,3 +453,19 @@ pub fn pattern_mismatch(body: &[u8]) -> Option<usize> {
         .enumerate()
         .position(|(i, b)| *b != pattern_byte(i))
 }
+
+/// Sends `/bytes/5`, `/healthz` and `/bytes/1K` pipelined in one write and checks that the
+/// answers come back whole and in order; returns the connection and its unread carry.
+pub fn check_pipelined_in_order(s: &Server) -> (UnixStream, Vec<u8>) {
+    let mut c = s.connect();
+    c.write_all(b"GET /bytes/5 HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /bytes/1K HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut carry = Vec::new();
+    let a = read_response_paced(&mut c, &mut carry, Pace::FAST).unwrap();
+    let b = read_response_paced(&mut c, &mut carry, Pace::FAST).unwrap();
+    let d = read_response_paced(&mut c, &mut carry, Pace::FAST).unwrap();
+    assert_eq!(a.body, [0, 0, 0, 0, 1]);
+    assert_eq!(b.text(), "ok\n");
+    assert_eq!(d.body.len(), 1024);
+    assert_eq!(pattern_mismatch(&d.body), None);
+    (c, carry)
+}
